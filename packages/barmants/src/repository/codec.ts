@@ -1,0 +1,383 @@
+// Compression codecs of stored files (WAL segments, backup files) as Node Transform streams.
+// Every codec writes the standard container format, so stored files open with the stock `gzip`,
+// `lz4` and `zstd` tools: an operator must never need barmants to read their own backups.
+//
+// - gzip: node:zlib.
+// - zstd: node:zlib when it has zstd (Node >= 22.15, feature-detected), else zstd-napi's streaming
+//   CompressStream/DecompressStream. Frames carry the content checksum flag.
+// - lz4: lz4-napi only compresses whole buffers, so the compressor cuts the input into 1 MiB pieces
+//   and emits one complete LZ4 frame per piece (a concatenation of frames is a valid .lz4 file, the
+//   CLI decodes it). The decompressor is a streaming LZ4 frame parser + block decoder written here,
+//   so memory stays bounded by one block (<= 4 MiB) whatever produced the file (linked or independent
+//   blocks, skippable frames). It does not verify the optional xxHash32 checksums: the SHA-256 of
+//   the uncompressed content, recorded for every stored file, is the integrity check.
+import { Buffer } from 'node:buffer';
+import { PassThrough, Transform, type TransformCallback } from 'node:stream';
+import * as zlib from 'node:zlib';
+import { compressFrame } from 'lz4-napi';
+import { CompressStream, DecompressStream } from 'zstd-napi';
+
+export type Codec = 'none' | 'gzip' | 'lz4' | 'zstd';
+export const CODECS: readonly Codec[] = ['none', 'gzip', 'lz4', 'zstd'];
+
+export function isCodec(s: string): s is Codec {
+  return (CODECS as readonly string[]).includes(s);
+}
+
+export function codecSuffix(codec: Codec): string {
+  switch (codec) {
+    case 'none': return '';
+    case 'gzip': return '.gz';
+    case 'lz4': return '.lz4';
+    case 'zstd': return '.zst';
+  }
+}
+
+/** The codec a stored file was written with, from its name's suffix. */
+export function codecFromFileName(name: string): Codec {
+  if (name.endsWith('.gz')) return 'gzip';
+  if (name.endsWith('.lz4')) return 'lz4';
+  if (name.endsWith('.zst')) return 'zstd';
+  return 'none';
+}
+
+/** The name without its codec suffix (`000000010000000000000001.zst` → `000000010000000000000001`). */
+export function stripCodecSuffix(name: string): string {
+  const s = codecSuffix(codecFromFileName(name));
+  return s ? name.slice(0, -s.length) : name;
+}
+
+// Node >= 22.15 ships zstd in zlib; @types/node 20 does not know it, hence the narrow view.
+interface ZlibWithZstd {
+  createZstdCompress?: (opts?: { params?: Record<number, number> }) => Transform;
+  createZstdDecompress?: () => Transform;
+  constants: { ZSTD_c_compressionLevel?: number; ZSTD_c_checksumFlag?: number };
+}
+const zlibZstd = zlib as unknown as ZlibWithZstd;
+
+/** Whether zstd comes from node:zlib (true) or from zstd-napi (false). */
+export const zstdFromZlib =
+  typeof zlibZstd.createZstdCompress === 'function' && typeof zlibZstd.createZstdDecompress === 'function';
+
+export const DEFAULT_LEVELS: Readonly<Record<Codec, number | undefined>> = {
+  none: undefined,
+  gzip: 6,
+  lz4: undefined, // lz4-napi has no level knob
+  zstd: 3,
+};
+
+export function createCompressor(codec: Codec, level?: number): Transform {
+  switch (codec) {
+    case 'none':
+      return new PassThrough();
+    case 'gzip':
+      return zlib.createGzip({ level: level ?? DEFAULT_LEVELS.gzip! });
+    case 'zstd': {
+      const lvl = level ?? DEFAULT_LEVELS.zstd!;
+      if (zstdFromZlib) {
+        const c = zlibZstd.constants;
+        const params: Record<number, number> = {};
+        if (c.ZSTD_c_compressionLevel !== undefined) params[c.ZSTD_c_compressionLevel] = lvl;
+        if (c.ZSTD_c_checksumFlag !== undefined) params[c.ZSTD_c_checksumFlag] = 1;
+        return zlibZstd.createZstdCompress!({ params });
+      }
+      return new CompressStream({ compressionLevel: lvl, checksumFlag: true });
+    }
+    case 'lz4':
+      return new Lz4FrameCompressor();
+  }
+}
+
+export function createDecompressor(codec: Codec): Transform {
+  switch (codec) {
+    case 'none':
+      return new PassThrough();
+    case 'gzip':
+      return zlib.createGunzip();
+    case 'zstd':
+      return zstdFromZlib ? zlibZstd.createZstdDecompress!() : new DecompressStream();
+    case 'lz4':
+      return new Lz4FrameDecompressor();
+  }
+}
+
+// ---------------------------------------------------------------- lz4 compression
+
+const LZ4_FRAME_INPUT = 1 << 20;
+
+/** Emits one LZ4 frame per LZ4_FRAME_INPUT bytes of input (and one empty frame for empty input). */
+class Lz4FrameCompressor extends Transform {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private framesOut = 0;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes < LZ4_FRAME_INPUT) return cb();
+    this.emitFrames(false).then(() => cb(), cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.emitFrames(true).then(() => cb(), cb);
+  }
+
+  private async emitFrames(final: boolean): Promise<void> {
+    let all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    while (all.length >= LZ4_FRAME_INPUT || (final && (all.length > 0 || this.framesOut === 0))) {
+      const piece = all.subarray(0, Math.min(LZ4_FRAME_INPUT, all.length));
+      all = all.subarray(piece.length);
+      // compressFrame runs on the libuv pool: the calling thread stays responsive.
+      this.push(await compressFrame(piece));
+      this.framesOut++;
+    }
+    if (all.length > 0) {
+      this.pending.push(all);
+      this.pendingBytes = all.length;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- lz4 decompression
+
+const LZ4_MAGIC = 0x184d2204;
+const LZ4_LEGACY_MAGIC = 0x184c2102;
+const LZ4_WINDOW = 64 * 1024;
+
+/** A FIFO of byte chunks; only copies when a read spans chunks. */
+class ByteQueue {
+  private chunks: Buffer[] = [];
+  length = 0;
+
+  push(b: Buffer): void {
+    if (b.length === 0) return;
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+
+  /** The first n bytes as one buffer (caller checked length >= n), without consuming them. */
+  peek(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    let k = 0;
+    let have = 0;
+    while (have < n) have += this.chunks[k++]!.length;
+    const merged = Buffer.concat(this.chunks.slice(0, k), have);
+    this.chunks.splice(0, k, merged);
+    return merged.subarray(0, n);
+  }
+
+  consume(n: number): void {
+    this.length -= n;
+    while (n > 0) {
+      const first = this.chunks[0]!;
+      if (first.length <= n) {
+        this.chunks.shift();
+        n -= first.length;
+      } else {
+        this.chunks[0] = first.subarray(n);
+        n = 0;
+      }
+    }
+  }
+}
+
+type Lz4State =
+  | { kind: 'magic' }
+  | { kind: 'header' }
+  | { kind: 'block' }
+  | { kind: 'contentChecksum' }
+  | { kind: 'skip'; remaining: number };
+
+class Lz4FrameDecompressor extends Transform {
+  private q = new ByteQueue();
+  private state: Lz4State = { kind: 'magic' };
+  private frames = 0;
+  private blockMax = 0;
+  private independent = true;
+  private blockChecksum = false;
+  private contentChecksum = false;
+  private history: Buffer = Buffer.alloc(0);
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.q.push(chunk);
+    try {
+      this.drain();
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.state.kind !== 'magic' || this.q.length !== 0) return cb(lz4Error('truncated lz4 stream'));
+    if (this.frames === 0) return cb(lz4Error('empty lz4 stream (no frame)'));
+    cb();
+  }
+
+  private drain(): void {
+    for (;;) {
+      const s = this.state;
+      switch (s.kind) {
+        case 'magic': {
+          if (this.q.length < 4) return;
+          const magic = this.q.peek(4).readUInt32LE(0);
+          if (magic === LZ4_MAGIC) {
+            if (this.q.length < 7) return;
+            this.state = { kind: 'header' };
+          } else if ((magic & 0xfffffff0) === 0x184d2a50) {
+            if (this.q.length < 8) return;
+            const size = this.q.peek(8).readUInt32LE(4);
+            this.q.consume(8);
+            this.state = { kind: 'skip', remaining: size };
+          } else if (magic === LZ4_LEGACY_MAGIC) {
+            throw lz4Error('legacy lz4 format (lz4 -l) is not supported');
+          } else {
+            throw lz4Error(`bad lz4 frame magic 0x${magic.toString(16)}`);
+          }
+          break;
+        }
+        case 'skip': {
+          const n = Math.min(s.remaining, this.q.length);
+          this.q.consume(n);
+          s.remaining -= n;
+          if (s.remaining > 0) return;
+          this.state = { kind: 'magic' };
+          this.frames++;
+          break;
+        }
+        case 'header': {
+          const flgBd = this.q.peek(6);
+          const flg = flgBd[4]!;
+          const bd = flgBd[5]!;
+          if (flg >> 6 !== 1) throw lz4Error(`unsupported lz4 frame version ${flg >> 6}`);
+          const headerLen = 4 + 2 + (flg & 0x08 ? 8 : 0) + (flg & 0x01 ? 4 : 0) + 1;
+          if (this.q.length < headerLen) return;
+          const sizeCode = (bd >> 4) & 7;
+          if (sizeCode < 4) throw lz4Error(`bad lz4 block size code ${sizeCode}`);
+          this.blockMax = 1 << (8 + 2 * sizeCode);
+          this.independent = (flg & 0x20) !== 0;
+          this.blockChecksum = (flg & 0x10) !== 0;
+          this.contentChecksum = (flg & 0x04) !== 0;
+          this.history = Buffer.alloc(0);
+          this.q.consume(headerLen);
+          this.state = { kind: 'block' };
+          break;
+        }
+        case 'block': {
+          if (this.q.length < 4) return;
+          const word = this.q.peek(4).readUInt32LE(0);
+          if (word === 0) {
+            this.q.consume(4);
+            this.state = this.contentChecksum ? { kind: 'contentChecksum' } : { kind: 'magic' };
+            if (!this.contentChecksum) this.frames++;
+            break;
+          }
+          const stored = (word & 0x80000000) !== 0;
+          const len = word & 0x7fffffff;
+          if (len > this.blockMax) throw lz4Error(`lz4 block of ${len} bytes exceeds the frame's maximum`);
+          const total = 4 + len + (this.blockChecksum ? 4 : 0);
+          if (this.q.length < total) return;
+          const data = this.q.peek(4 + len).subarray(4);
+          let out: Buffer;
+          if (stored) {
+            out = Buffer.from(data);
+          } else if (this.independent) {
+            const dst = Buffer.allocUnsafe(this.blockMax);
+            out = dst.subarray(0, lz4DecodeBlock(data, dst, 0));
+          } else {
+            const h = this.history.length;
+            const dst = Buffer.allocUnsafe(h + this.blockMax);
+            this.history.copy(dst, 0);
+            out = dst.subarray(h, lz4DecodeBlock(data, dst, h));
+          }
+          this.q.consume(total);
+          if (!this.independent) {
+            const joined = this.history.length + out.length <= LZ4_WINDOW
+              ? Buffer.concat([this.history, out])
+              : out.length >= LZ4_WINDOW
+                ? Buffer.from(out.subarray(out.length - LZ4_WINDOW))
+                : Buffer.concat([this.history.subarray(this.history.length - (LZ4_WINDOW - out.length)), out]);
+            this.history = joined;
+          }
+          if (out.length > 0) this.push(out);
+          break;
+        }
+        case 'contentChecksum': {
+          if (this.q.length < 4) return;
+          this.q.consume(4);
+          this.frames++;
+          this.state = { kind: 'magic' };
+          break;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Decodes one LZ4 block (`src`) into `dst` starting at `pos`; bytes before `pos` are the
+ * dictionary (previous blocks of a linked frame). Returns the end position in `dst`.
+ */
+export function lz4DecodeBlock(src: Uint8Array, dst: Buffer, pos: number): number {
+  const start = pos;
+  const n = src.length;
+  let i = 0;
+  while (i < n) {
+    const token = src[i++]!;
+    let lit = token >>> 4;
+    if (lit === 15) {
+      let b: number;
+      do {
+        if (i >= n) throw lz4Error('corrupt lz4 block (literal length)');
+        b = src[i++]!;
+        lit += b;
+      } while (b === 255);
+    }
+    if (i + lit > n || pos + lit > dst.length) throw lz4Error('corrupt lz4 block (literals overrun)');
+    dst.set(src.subarray(i, i + lit), pos);
+    i += lit;
+    pos += lit;
+    if (i >= n) break; // the last sequence has literals only
+    if (i + 2 > n) throw lz4Error('corrupt lz4 block (offset)');
+    const offset = src[i]! | (src[i + 1]! << 8);
+    i += 2;
+    if (offset === 0 || offset > pos) throw lz4Error('corrupt lz4 block (match offset)');
+    let mlen = token & 15;
+    if (mlen === 15) {
+      let b: number;
+      do {
+        if (i >= n) throw lz4Error('corrupt lz4 block (match length)');
+        b = src[i++]!;
+        mlen += b;
+      } while (b === 255);
+    }
+    mlen += 4;
+    if (pos + mlen > dst.length) throw lz4Error('corrupt lz4 block (match overrun)');
+    let from = pos - offset;
+    if (offset >= mlen) {
+      dst.copyWithin(pos, from, from + mlen);
+      pos += mlen;
+    } else if (offset >= 8) {
+      // Overlapping match: copy in offset-sized strides, each one reads only bytes already written.
+      const end = pos + mlen;
+      while (pos < end) {
+        const step = Math.min(offset, end - pos);
+        dst.copyWithin(pos, from, from + step);
+        pos += step;
+        from += step;
+      }
+    } else {
+      const end = pos + mlen;
+      while (pos < end) dst[pos++] = dst[from++]!;
+    }
+  }
+  if (pos - start < 0) throw lz4Error('corrupt lz4 block');
+  return pos;
+}
+
+function lz4Error(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ERR_LZ4_CORRUPT' });
+}

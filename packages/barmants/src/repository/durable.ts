@@ -1,0 +1,138 @@
+// Crash-safe file writes: write `name.tmp`, fsync it, rename it into place, fsync the directory.
+// After any of these functions resolves, the result survives a power loss; before, a crash leaves
+// at most a `*.tmp` file behind, never a truncated file under the final name.
+import { constants } from 'node:fs';
+import { link, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+export const TMP_SUFFIX = '.tmp';
+
+/** fsyncs a directory so that entries created, renamed or removed in it are durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes a whole file durably (small files: backup.info, identity.json, manifests). */
+export async function writeFileDurable(path: string, data: Buffer | string, mode = 0o600): Promise<void> {
+  const w = await DurableWriter.open(path, mode);
+  try {
+    await w.write(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
+    await w.commit();
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+}
+
+/**
+ * Sequential writer of one durable file. Bytes go to `<path>.tmp`; `commit()` makes them appear
+ * under `path` atomically and durably; `abort()` leaves nothing behind.
+ */
+export class DurableWriter {
+  readonly path: string;
+  readonly tmpPath: string;
+  private fh: FileHandle | null;
+  private position = 0;
+  private done = false;
+
+  private constructor(path: string, fh: FileHandle) {
+    this.path = path;
+    this.tmpPath = path + TMP_SUFFIX;
+    this.fh = fh;
+  }
+
+  /** Opens (truncating) `<path>.tmp`. A leftover tmp from a crashed run is simply overwritten. */
+  static async open(path: string, mode = 0o600): Promise<DurableWriter> {
+    const fh = await open(path + TMP_SUFFIX, 'w', mode);
+    try {
+      // An existing tmp keeps its old mode through O_TRUNC: force ours.
+      await fh.chmod(mode);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    return new DurableWriter(path, fh);
+  }
+
+  get bytesWritten(): number {
+    return this.position;
+  }
+
+  async write(buf: Uint8Array): Promise<void> {
+    const fh = this.handle();
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await fh.write(buf, off, buf.length - off, this.position);
+      off += bytesWritten;
+      this.position += bytesWritten;
+    }
+  }
+
+  /** fsync, rename into place, fsync the directory. Returns the number of bytes written. */
+  async commit(): Promise<number> {
+    const fh = this.handle();
+    this.done = true;
+    try {
+      await fh.sync();
+    } finally {
+      this.fh = null;
+      await fh.close();
+    }
+    await rename(this.tmpPath, this.path);
+    await fsyncDir(dirname(this.path));
+    return this.position;
+  }
+
+  /** Closes and removes the tmp file. Safe to call after a failed commit, or twice. */
+  async abort(): Promise<void> {
+    this.done = true;
+    const fh = this.fh;
+    this.fh = null;
+    if (fh) await fh.close().catch(() => undefined);
+    await unlink(this.tmpPath).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+
+  private handle(): FileHandle {
+    if (this.done || !this.fh) throw new Error(`durable writer for ${this.path} is already closed`);
+    return this.fh;
+  }
+}
+
+/** Removes a file and makes the removal durable. A missing file is not an error. */
+export async function removeDurable(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  await fsyncDir(dirname(path));
+}
+
+/** Renames durably: both directories are fsynced (once when they are the same). */
+export async function renameDurable(from: string, to: string): Promise<void> {
+  await rename(from, to);
+  await fsyncDir(dirname(to));
+  if (dirname(from) !== dirname(to)) await fsyncDir(dirname(from));
+}
+
+/**
+ * Hard-links `existing` as `newPath` durably (reuse_backup = link). Goes through `newPath.tmp`
+ * and a rename so that an existing `newPath` is replaced atomically, as with any other write.
+ */
+export async function linkDurable(existing: string, newPath: string): Promise<void> {
+  const tmp = newPath + TMP_SUFFIX;
+  await unlink(tmp).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  await link(existing, tmp);
+  await rename(tmp, newPath);
+  await fsyncDir(dirname(newPath));
+}

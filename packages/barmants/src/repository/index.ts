@@ -1,0 +1,21 @@
+// The repository's low-level primitives: on-disk layout, durable writes, codecs, off-thread
+// storing and hashing of files, locks and cluster identity. Higher layers (backup, wal,
+// recovery) import only from here.
+export { ServerLayout, catalogPath, locksDir, ensureDir, type LockPurpose } from './layout.js';
+export {
+  fsyncDir, writeFileDurable, DurableWriter, removeDurable, renameDurable, linkDurable, TMP_SUFFIX,
+} from './durable.js';
+export {
+  type Codec, CODECS, isCodec, codecSuffix, codecFromFileName, stripCodecSuffix, createCompressor,
+  createDecompressor, zstdFromZlib, DEFAULT_LEVELS,
+} from './codec.js';
+export { sha256File, sha256Stream, sha256Buffers, Sha256Stream, type ContentDigest } from './checksum.js';
+export {
+  StoreWorkerPool, StoreStream, openStoreStream, hashFile, defaultStorePool, DEFAULT_STREAM_IN_FLIGHT,
+  type StoredFile, type StoredDigest, type StoreFileJob, type ReuseCandidate,
+} from './store.js';
+export { storeChunks, storeFile, hashStoredFile } from './storing.js';
+export {
+  acquireLock, readLockOwner, ownerAlive, processStartTime, type Lock, type LockOwner, type AcquireOptions,
+} from './lock.js';
+export { checkIdentity, readIdentity, type ClusterIdentity, type IdentityRecord, type IdentityCheck } from './identity.js';

@@ -1,0 +1,305 @@
+// Storing files off the main thread: a pool of worker threads that compress, hash (SHA-256 of the
+// uncompressed content) and durably write repository files, or hard-link an identical file of an
+// earlier backup. The main thread only moves bytes, so the replication connection stays served.
+//
+// The worker script is `store-worker.js` next to this module when running from `dist/`; under tsx
+// (running `src/*.ts` directly) it is the `.ts` sibling, loaded through tsx's register() because
+// Node 20 workers do not inherit the parent's --import loaders.
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { BarmantsError } from '../errors/index.js';
+import type { Codec } from './codec.js';
+import type { StoredFile, StoreFileJob } from './storing.js';
+import type { WorkerReply, WorkerRequest } from './store-worker.js';
+
+export type { StoredFile, StoreFileJob, ReuseCandidate } from './storing.js';
+
+export interface StoredDigest {
+  checksum: string;
+  size: number;
+  storedSize: number;
+}
+
+/** Default bound on the bytes a StoreStream has posted to its worker and not yet seen consumed. */
+export const DEFAULT_STREAM_IN_FLIGHT = 8 << 20;
+const STREAM_CHUNK_MAX = 1 << 20;
+
+function spawnStoreWorker(): Worker {
+  const js = new URL('./store-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return new Worker(js);
+  const ts = new URL('./store-worker.ts', import.meta.url);
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const boot =
+    `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); })` +
+    `.catch((e) => { process.nextTick(() => { throw e; }); });`;
+  return new Worker(boot, { eval: true });
+}
+
+interface Slot {
+  worker: Worker;
+  /** reply handler of the task currently holding this worker */
+  onReply: ((r: WorkerReply) => void) | null;
+  onCrash: ((err: Error) => void) | null;
+}
+
+type Grant = (slot: Slot) => void;
+type TaskRequest = { type: 'store'; job: StoreFileJob } | { type: 'hash'; path: string; codec: Codec };
+
+function reviveError(e: { message: string; code?: string; name: string; stack?: string }, what: string): Error {
+  const cause = Object.assign(new Error(e.message), { name: e.name, ...(e.code ? { code: e.code } : {}) });
+  if (e.stack) cause.stack = e.stack;
+  const kind = e.code === 'ERR_LZ4_CORRUPT' || /incorrect header|invalid|corrupt|unknown frame|truncated/i.test(e.message)
+    ? 'integrity'
+    : 'io';
+  return new BarmantsError(kind, `${what}: ${e.message}`, { cause });
+}
+
+export class StoreWorkerPool {
+  readonly size: number;
+  private readonly slots: Slot[] = [];
+  private readonly idle: Slot[] = [];
+  private readonly waiting: Grant[] = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(size = availableParallelism()) {
+    this.size = Math.max(1, Math.floor(size));
+  }
+
+  /** Compresses + hashes + durably writes one file (or hard-links reuseFrom when identical). */
+  storeFile(job: StoreFileJob): Promise<StoredFile> {
+    if (typeof job.source === 'string') return this.run({ type: 'store', job }, `cannot store ${job.dest}`) as Promise<StoredFile>;
+    // postMessage clones a Buffer's whole underlying ArrayBuffer (a 1 MiB slice of a 100 MiB buffer
+    // would cost 100 MiB), so each chunk is copied into its own ArrayBuffer and that is transferred.
+    const transfer: ArrayBuffer[] = [];
+    const source = job.source.map((b) => {
+      const ab = new ArrayBuffer(b.length);
+      new Uint8Array(ab).set(b);
+      transfer.push(ab);
+      return new Uint8Array(ab);
+    });
+    return this.run({ type: 'store', job: { ...job, source: source as Buffer[] } }, `cannot store ${job.dest}`, transfer) as Promise<StoredFile>;
+  }
+
+  /** sha256 and size of a stored file's uncompressed content (verify-backup). */
+  hashFile(path: string, codec: Codec): Promise<StoredDigest> {
+    return this.run({ type: 'hash', path, codec }, `cannot read ${path}`) as Promise<StoredDigest>;
+  }
+
+  /**
+   * Opens a streaming store of `dest`: resolves once a worker is free (this is the pool's
+   * backpressure), then holds that worker until finish() or abort().
+   */
+  async openStoreStream(dest: string, codec: Codec, level?: number, opts: { maxInFlightBytes?: number } = {}): Promise<StoreStream> {
+    const slot = await this.acquire();
+    const id = this.nextId++;
+    const stream = new StoreStream(dest, opts.maxInFlightBytes ?? DEFAULT_STREAM_IN_FLIGHT, id, (msg, transfer) =>
+      slot.worker.postMessage(msg, transfer ?? []),
+    );
+    slot.onReply = (r) => {
+      if (r.id !== id) return;
+      if (r.type === 'ack') return stream.acked(r.bytes);
+      this.releaseSlot(slot);
+      if (r.type === 'done') stream.settle(null, r.result as StoredDigest);
+      else stream.settle(reviveError(r.error, `cannot store ${dest}`), null);
+    };
+    slot.onCrash = (err) => stream.settle(new BarmantsError('io', `cannot store ${dest}: store worker died`, { cause: err }), null);
+    const open: WorkerRequest = { id, type: 'streamOpen', dest, codec, ...(level !== undefined ? { level } : {}) };
+    slot.worker.postMessage(open);
+    return stream;
+  }
+
+  /** Starts every worker now rather than on first use (their start-up is then off the clock). */
+  async warm(): Promise<void> {
+    const slots: Slot[] = [];
+    while (this.slots.length < this.size) slots.push(this.hold(this.spawn()));
+    await Promise.all(slots.map((slot) => new Promise<void>((resolve, reject) => {
+      const id = this.nextId++;
+      slot.onReply = (r) => {
+        if (r.id !== id) return;
+        this.releaseSlot(slot);
+        if (r.type === 'failed') reject(reviveError(r.error, 'store worker failed to start'));
+        else resolve();
+      };
+      slot.onCrash = reject;
+      slot.worker.postMessage({ id, type: 'ping' } satisfies WorkerRequest);
+    })));
+  }
+
+  /** Terminates the workers. Tasks still queued are rejected. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const g of this.waiting.splice(0)) g(null as unknown as Slot);
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    this.slots.length = 0;
+    this.idle.length = 0;
+  }
+
+  private run(req: TaskRequest, what: string, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    return this.acquire().then(
+      (slot) =>
+        new Promise((resolve, reject) => {
+          const id = this.nextId++;
+          slot.onReply = (r) => {
+            if (r.id !== id || r.type === 'ack') return;
+            this.releaseSlot(slot);
+            if (r.type === 'done') resolve(r.result);
+            else reject(reviveError(r.error, what));
+          };
+          slot.onCrash = (err) => reject(new BarmantsError('io', `${what}: store worker died`, { cause: err }));
+          slot.worker.postMessage({ ...req, id } as WorkerRequest, transfer);
+        }),
+    );
+  }
+
+  private acquire(): Promise<Slot> {
+    if (this.closed) return Promise.reject(new BarmantsError('internal', 'store worker pool is closed'));
+    const free = this.idle.pop();
+    if (free) return Promise.resolve(this.hold(free));
+    if (this.slots.length < this.size) return Promise.resolve(this.hold(this.spawn()));
+    return new Promise((resolve, reject) =>
+      this.waiting.push((slot) => (slot ? resolve(this.hold(slot)) : reject(new BarmantsError('internal', 'store worker pool is closed')))),
+    );
+  }
+
+  private hold(slot: Slot): Slot {
+    // Busy workers keep the process alive; idle ones must not (a forgotten close() must not hang).
+    slot.worker.ref();
+    return slot;
+  }
+
+  private releaseSlot(slot: Slot): void {
+    slot.onReply = null;
+    slot.onCrash = null;
+    const next = this.waiting.shift();
+    if (next) return next(slot);
+    slot.worker.unref();
+    this.idle.push(slot);
+  }
+
+  private spawn(): Slot {
+    const slot: Slot = { worker: spawnStoreWorker(), onReply: null, onCrash: null };
+    slot.worker.on('message', (r: WorkerReply) => slot.onReply?.(r));
+    const crashed = (err: Error): void => {
+      const i = this.slots.indexOf(slot);
+      if (i < 0) return;
+      this.slots.splice(i, 1);
+      const j = this.idle.indexOf(slot);
+      if (j >= 0) this.idle.splice(j, 1);
+      const onCrash = slot.onCrash;
+      slot.onReply = null;
+      slot.onCrash = null;
+      onCrash?.(err);
+      // A queued task would otherwise wait for a worker that never comes back.
+      const next = this.waiting.shift();
+      if (next && !this.closed) next(this.spawn());
+    };
+    slot.worker.on('error', crashed);
+    slot.worker.on('exit', (code) => {
+      if (!this.closed) crashed(new Error(`store worker exited with code ${code}`));
+    });
+    this.slots.push(slot);
+    return slot;
+  }
+}
+
+/**
+ * One file being stored from a stream of chunks (a tar entry of up to 1 GB). `write()` resolves
+ * once the worker has fewer than `maxInFlightBytes` unconsumed bytes, so memory stays bounded
+ * whatever the producer's speed. Chunks are copied before transfer: the caller may reuse its buffers.
+ */
+export class StoreStream {
+  private inFlight = 0;
+  private waiters: Array<() => void> = [];
+  private failure: Error | null = null;
+  private result: StoredDigest | null = null;
+  private settled: Promise<StoredDigest>;
+  private resolveSettled!: (r: StoredDigest) => void;
+  private rejectSettled!: (e: Error) => void;
+  private ended = false;
+
+  /** @internal constructed by StoreWorkerPool.openStoreStream */
+  constructor(
+    readonly dest: string,
+    private readonly maxInFlight: number,
+    private readonly id: number,
+    private readonly post: (msg: WorkerRequest, transfer?: ArrayBuffer[]) => void,
+  ) {
+    this.settled = new Promise((res, rej) => {
+      this.resolveSettled = res;
+      this.rejectSettled = rej;
+    });
+    this.settled.catch(() => undefined); // observed through write()/finish()
+  }
+
+  get bytesInFlight(): number {
+    return this.inFlight;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    for (let off = 0; off < chunk.length; off += STREAM_CHUNK_MAX) {
+      if (this.failure) throw this.failure;
+      if (this.ended) throw new Error(`store stream of ${this.dest} is already finished`);
+      while (this.inFlight >= this.maxInFlight && !this.failure) await new Promise<void>((r) => this.waiters.push(r));
+      if (this.failure) throw this.failure;
+      const piece = chunk.subarray(off, Math.min(chunk.length, off + STREAM_CHUNK_MAX));
+      const ab = new ArrayBuffer(piece.length);
+      new Uint8Array(ab).set(piece);
+      this.inFlight += piece.length;
+      this.post({ id: this.id, type: 'streamChunk', buf: ab }, [ab]);
+    }
+  }
+
+  /** Ends the input; resolves when the file is durably in place. */
+  finish(): Promise<StoredDigest> {
+    if (!this.ended && !this.failure) {
+      this.ended = true;
+      this.post({ id: this.id, type: 'streamEnd' });
+    }
+    return this.settled;
+  }
+
+  /** Abandons the file: the worker removes dest.tmp. Resolves once it has. */
+  async abort(): Promise<void> {
+    if (this.result || this.failure) return;
+    this.ended = true;
+    this.post({ id: this.id, type: 'streamAbort' });
+    await this.settled.catch(() => undefined);
+  }
+
+  /** @internal */
+  acked(bytes: number): void {
+    this.inFlight -= bytes;
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** @internal */
+  settle(err: Error | null, result: StoredDigest | null): void {
+    if (this.result || this.failure) return;
+    if (err) {
+      this.failure = err;
+      this.rejectSettled(err);
+    } else {
+      this.result = result!;
+      this.resolveSettled(result!);
+    }
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+let defaultPool: StoreWorkerPool | null = null;
+
+/** The process-wide pool used by the free functions below (its idle workers do not hold the process). */
+export function defaultStorePool(): StoreWorkerPool {
+  return (defaultPool ??= new StoreWorkerPool());
+}
+
+export function openStoreStream(dest: string, codec: Codec, level?: number): Promise<StoreStream> {
+  return defaultStorePool().openStoreStream(dest, codec, level);
+}
+
+export function hashFile(path: string, codec: Codec): Promise<StoredDigest> {
+  return defaultStorePool().hashFile(path, codec);
+}

@@ -1,0 +1,127 @@
+// The work a store worker does, as plain async functions: compress + hash + durable write of one
+// file, hard-link reuse of an identical file, and hashing of a stored file's content. Kept apart
+// from the thread plumbing so it reads (and can be tested) as ordinary code.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { sha256Buffers, sha256File } from './checksum.js';
+import { createCompressor, createDecompressor, type Codec } from './codec.js';
+import { DurableWriter, linkDurable } from './durable.js';
+
+export interface StoredFile {
+  /** sha256 hex of the uncompressed content */
+  checksum: string;
+  /** uncompressed size */
+  size: number;
+  /** size on disk (compressed) */
+  storedSize: number;
+  /** true when dest is a hard link to reuseFrom.path */
+  reused: boolean;
+}
+
+export interface ReuseCandidate {
+  /** the same file in an earlier backup, stored with the same codec */
+  path: string;
+  checksum: string;
+  size: number;
+}
+
+export interface StoreFileJob {
+  /** the content, or the path of a (temporary) file holding it; the source is never removed */
+  source: Buffer[] | string;
+  dest: string;
+  codec: Codec;
+  level?: number;
+  reuseFrom?: ReuseCandidate;
+}
+
+const READ_CHUNK = 1 << 20;
+const WRITE_BATCH = 1 << 20;
+
+/** Compresses, hashes and durably writes `source` as `dest` (via dest.tmp). */
+export async function storeChunks(
+  source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  dest: string,
+  codec: Codec,
+  level?: number,
+): Promise<StoredFile> {
+  const writer = await DurableWriter.open(dest);
+  const hash = createHash('sha256');
+  let size = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(
+      // highWaterMark 1: the source is pulled one chunk at a time, so a streaming producer's
+      // acknowledgements measure what really left its hands.
+      Readable.from(source, { objectMode: true, highWaterMark: 1 }),
+      tap,
+      createCompressor(codec, level),
+      async (compressed: AsyncIterable<Buffer>) => {
+        // Coalesce the compressors' small outputs (16 KiB for zlib) into ~1 MiB writes.
+        let batch: Buffer[] = [];
+        let batchBytes = 0;
+        for await (const c of compressed) {
+          batch.push(c);
+          batchBytes += c.length;
+          if (batchBytes >= WRITE_BATCH) {
+            await writer.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes));
+            batch = [];
+            batchBytes = 0;
+          }
+        }
+        if (batchBytes > 0) await writer.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes));
+      },
+    );
+    const storedSize = await writer.commit();
+    return { checksum: hash.digest('hex'), size, storedSize, reused: false };
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+}
+
+export async function storeFile(job: StoreFileJob): Promise<StoredFile> {
+  const { source, dest, codec, level, reuseFrom } = job;
+  if (reuseFrom) {
+    // Only hash up front when the sizes already agree: a changed size means a changed file.
+    const size = typeof source === 'string' ? (await stat(source)).size : source.reduce((n, b) => n + b.length, 0);
+    if (size === reuseFrom.size) {
+      const digest = typeof source === 'string' ? await sha256File(source) : sha256Buffers(source);
+      if (digest.size === reuseFrom.size && digest.checksum === reuseFrom.checksum) {
+        await linkDurable(reuseFrom.path, dest);
+        const storedSize = (await stat(dest)).size;
+        return { checksum: digest.checksum, size: digest.size, storedSize, reused: true };
+      }
+    }
+  }
+  const chunks = typeof source === 'string' ? createReadStream(source, { highWaterMark: READ_CHUNK }) : source;
+  return storeChunks(chunks, dest, codec, level);
+}
+
+/** sha256 and size of a stored file's uncompressed content, plus its size on disk. */
+export async function hashStoredFile(path: string, codec: Codec): Promise<{ checksum: string; size: number; storedSize: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  let storedSize = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      storedSize += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  await pipeline(createReadStream(path, { highWaterMark: READ_CHUNK }), counter, createDecompressor(codec), async (src: AsyncIterable<Buffer>) => {
+    for await (const c of src) {
+      hash.update(c);
+      size += c.length;
+    }
+  });
+  return { checksum: hash.digest('hex'), size, storedSize };
+}

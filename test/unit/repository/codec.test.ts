@@ -1,0 +1,112 @@
+// Round trips of every codec, and interop with the stock gzip/lz4/zstd command-line tools.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  CODECS, codecFromFileName, codecSuffix, createCompressor, createDecompressor, stripCodecSuffix, type Codec,
+} from '../../../packages/barmants/src/repository/index.js';
+
+async function run(t: Transform, input: Buffer, chunk = 64 * 1024): Promise<Buffer> {
+  const out: Buffer[] = [];
+  const pieces: Buffer[] = [];
+  for (let i = 0; i < input.length; i += chunk) pieces.push(input.subarray(i, i + chunk));
+  await pipeline(Readable.from(pieces), t, async (src: AsyncIterable<Buffer>) => {
+    for await (const c of src) out.push(c);
+  });
+  return Buffer.concat(out);
+}
+
+export function compressibleData(n: number): Buffer {
+  const rows: string[] = [];
+  let len = 0;
+  for (let i = 0; len < n; i++) {
+    const r = `${i}|${i % 100000}|${(i * 7919) % 1000}|${'0'.repeat(84)}|${Math.floor(Math.random() * 1e6)}\n`;
+    rows.push(r);
+    len += r.length;
+  }
+  return Buffer.from(rows.join('')).subarray(0, n);
+}
+
+const samples: Array<[string, Buffer]> = [
+  ['empty', Buffer.alloc(0)],
+  ['1 byte', Buffer.from([0x42])],
+  ['5 MB random', randomBytes(5 * 1024 * 1024)],
+  ['5 MB compressible', compressibleData(5 * 1024 * 1024)],
+  ['1 MB zeros', Buffer.alloc(1 << 20)],
+];
+
+describe('codec names', () => {
+  test('suffix and back', () => {
+    for (const c of CODECS) {
+      assert.equal(codecFromFileName('000000010000000000000001' + codecSuffix(c)), c);
+      assert.equal(stripCodecSuffix('000000010000000000000001' + codecSuffix(c)), '000000010000000000000001');
+    }
+    assert.equal(codecSuffix('zstd'), '.zst');
+  });
+});
+
+for (const codec of CODECS) {
+  describe(`codec ${codec}`, () => {
+    for (const [name, data] of samples) {
+      test(`round trip ${name}`, async () => {
+        const packed = await run(createCompressor(codec), data);
+        // Feed the decompressor in awkward chunk sizes to exercise the frame parsers.
+        const back = await run(createDecompressor(codec), packed, 1000);
+        assert.equal(back.length, data.length);
+        assert.ok(back.equals(data));
+      });
+    }
+  });
+}
+
+const tools: Record<Exclude<Codec, 'none'>, { cmd: string; c: string[]; d: string[] }> = {
+  gzip: { cmd: 'gzip', c: ['-c'], d: ['-dc'] },
+  lz4: { cmd: 'lz4', c: ['-c'], d: ['-dc'] },
+  zstd: { cmd: 'zstd', c: ['-c', '-q'], d: ['-dc', '-q'] },
+};
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+
+describe('interop with CLI tools', () => {
+  const data = Buffer.concat([compressibleData(3 * 1024 * 1024), randomBytes(1024 * 1024)]);
+  const digest = createHash('sha256').update(data).digest('hex');
+  for (const [codec, t] of Object.entries(tools) as Array<[Exclude<Codec, 'none'>, typeof tools.gzip]>) {
+    test(`${codec}: ours → ${t.cmd} -d`, { skip: !have(t.cmd) && `${t.cmd} not installed` }, async () => {
+      for (const input of [data, Buffer.alloc(0)]) {
+        const packed = await run(createCompressor(codec), input);
+        const r = spawnSync(t.cmd, t.d, { input: packed, maxBuffer: 1 << 28 });
+        assert.equal(r.status, 0, r.stderr.toString());
+        assert.ok(r.stdout.equals(input));
+      }
+    });
+    test(`${codec}: ${t.cmd} → ours`, { skip: !have(t.cmd) && `${t.cmd} not installed` }, async () => {
+      const variants = codec === 'lz4'
+        ? [t.c, [...t.c, '-BD'], [...t.c, '-B4'], [...t.c, '--content-size', '--no-frame-crc'], [...t.c, '-9', '-BD', '-B7']]
+        : [t.c];
+      for (const args of variants) {
+        const r = spawnSync(t.cmd, args, { input: data, maxBuffer: 1 << 28 });
+        assert.equal(r.status, 0, r.stderr.toString());
+        const back = await run(createDecompressor(codec), r.stdout, 777);
+        assert.equal(createHash('sha256').update(back).digest('hex'), digest, `${t.cmd} ${args.join(' ')}`);
+      }
+    });
+  }
+  test('lz4: concatenated CLI frames decode', { skip: !have('lz4') && 'lz4 not installed' }, async () => {
+    const a = spawnSync('lz4', ['-c'], { input: Buffer.from('hello ') }).stdout;
+    const b = spawnSync('lz4', ['-c', '-BD'], { input: Buffer.from('world') }).stdout;
+    const back = await run(createDecompressor('lz4'), Buffer.concat([a, b]), 3);
+    assert.equal(back.toString(), 'hello world');
+  });
+  test('corrupt input is an error, not silent garbage', async () => {
+    for (const codec of ['gzip', 'lz4', 'zstd'] as const) {
+      const packed = await run(createCompressor(codec), compressibleData(100000));
+      const truncated = packed.subarray(0, packed.length - 10);
+      await assert.rejects(run(createDecompressor(codec), truncated), `${codec} truncated`);
+    }
+  });
+});

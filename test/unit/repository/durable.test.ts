@@ -1,0 +1,86 @@
+// Durable writes and the repository layout: no tmp left behind, modes 0600/0700, atomic replace.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile, chmod, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DurableWriter, ServerLayout, catalogPath, linkDurable, removeDurable, renameDurable, writeFileDurable,
+} from '../../../packages/barmants/src/repository/index.js';
+
+let dir: string;
+before(async () => { dir = await mkdtemp(join(tmpdir(), 'barmants-durable-')); });
+after(async () => { await rm(dir, { recursive: true, force: true }); });
+
+describe('DurableWriter', () => {
+  test('commit: file in place, 0600, no tmp, byte count', async () => {
+    const p = join(dir, 'a');
+    const w = await DurableWriter.open(p);
+    await w.write(Buffer.from('hello '));
+    await w.write(Buffer.from('world'));
+    assert.equal(await w.commit(), 11);
+    assert.equal(await readFile(p, 'utf8'), 'hello world');
+    assert.equal((await stat(p)).mode & 0o777, 0o600);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
+    await assert.rejects(w.write(Buffer.from('x')));
+  });
+  test('abort: nothing left, previous version untouched', async () => {
+    const p = join(dir, 'b');
+    await writeFileDurable(p, 'v1');
+    const w = await DurableWriter.open(p);
+    await w.write(Buffer.from('partial'));
+    await w.abort();
+    await w.abort();
+    assert.equal(await readFile(p, 'utf8'), 'v1');
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
+  });
+  test('a leftover tmp with a loose mode is overwritten with 0600', async () => {
+    const p = join(dir, 'c');
+    await writeFile(p + '.tmp', 'garbage from a crash, much longer than the new content');
+    await chmod(p + '.tmp', 0o644);
+    await writeFileDurable(p, 'new');
+    assert.equal(await readFile(p, 'utf8'), 'new');
+    assert.equal((await stat(p)).mode & 0o777, 0o600);
+  });
+  test('remove, rename, link', async () => {
+    const a = join(dir, 'd1');
+    await writeFileDurable(a, 'x');
+    await mkdir(join(dir, 'sub'));
+    await renameDurable(a, join(dir, 'sub', 'd2'));
+    await linkDurable(join(dir, 'sub', 'd2'), join(dir, 'd3'));
+    assert.equal((await stat(join(dir, 'd3'))).ino, (await stat(join(dir, 'sub', 'd2'))).ino);
+    await removeDurable(join(dir, 'd3'));
+    await removeDurable(join(dir, 'd3')); // missing is fine
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('d')), []);
+  });
+});
+
+describe('ServerLayout', () => {
+  test('paths', () => {
+    const l = new ServerLayout('/h', 'pg');
+    assert.equal(catalogPath('/h'), '/h/catalog.db');
+    assert.equal(l.dir, '/h/pg');
+    assert.equal(l.identityFile, '/h/pg/identity.json');
+    assert.equal(l.backupDataDir('20240101T000000'), '/h/pg/base/20240101T000000/data');
+    assert.equal(l.backupTablespaceDir('20240101T000000', 16384), '/h/pg/base/20240101T000000/tablespaces/16384');
+    assert.equal(l.backupInfoFile('20240101T000000'), '/h/pg/base/20240101T000000/backup.info');
+    assert.equal(l.backupManifestFile('20240101T000000'), '/h/pg/base/20240101T000000/backup_manifest');
+    assert.equal(l.walFilePath('000000010000000A000000FF', 'zstd'), '/h/pg/wals/000000010000000A/000000010000000A000000FF.zst');
+    assert.equal(l.walFilePath('000000010000000A000000FF', 'none'), '/h/pg/wals/000000010000000A/000000010000000A000000FF');
+    assert.equal(l.walFilePath('00000002.history', 'gzip'), '/h/pg/wals/00000002.history');
+    assert.equal(l.partialPath('000000010000000A000000FF'), '/h/pg/streaming/000000010000000A000000FF.partial');
+    assert.equal(l.lockFile('receive-wal'), '/h/.locks/pg-receive-wal.lock');
+    assert.equal(new ServerLayout('/h', 'pg', '/data/pg').walsDir, '/data/pg/wals');
+    assert.throws(() => l.backupDir('../x'));
+    assert.throws(() => new ServerLayout('/h', '../pg'));
+  });
+  test('ensure creates 0700 directories and repairs modes', async () => {
+    const l = new ServerLayout(join(dir, 'home'), 'pg');
+    await mkdir(l.dir, { recursive: true, mode: 0o755 });
+    await chmod(l.dir, 0o755);
+    await l.ensure();
+    for (const d of [l.dir, l.baseDir, l.walsDir, l.streamingDir, l.errorsDir, join(dir, 'home', '.locks')]) {
+      assert.equal((await stat(d)).mode & 0o777, 0o700, d);
+    }
+  });
+});

@@ -1,0 +1,116 @@
+// The store worker pool: parallel jobs, reuse by hard link, hashing, streaming with bounded memory.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { CODECS, StoreWorkerPool, codecSuffix } from '../../../packages/barmants/src/repository/index.js';
+import { isBarmantsError as isBarmants } from '../../../packages/barmants/src/errors/index.js';
+
+let dir: string;
+let pool: StoreWorkerPool;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'barmants-store-'));
+  pool = new StoreWorkerPool(4);
+});
+after(async () => {
+  await pool.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+describe('StoreWorkerPool', () => {
+  test('parallel jobs of every codec, from buffers and from files', async () => {
+    const data = Buffer.concat([Buffer.from('row\n'.repeat(100000)), randomBytes(300000)]);
+    const src = join(dir, 'source.bin');
+    await writeFile(src, data);
+    const jobs = CODECS.flatMap((codec) => [
+      pool.storeFile({ source: [data.subarray(0, 1000), data.subarray(1000)], dest: join(dir, `buf${codecSuffix(codec)}`), codec }),
+      pool.storeFile({ source: src, dest: join(dir, `file${codecSuffix(codec)}`), codec, level: 1 }),
+    ]);
+    const results = await Promise.all(jobs);
+    for (const r of results) {
+      assert.equal(r.checksum, sha(data));
+      assert.equal(r.size, data.length);
+      assert.equal(r.reused, false);
+    }
+    assert.equal(gunzipSync(await readFile(join(dir, 'buf.gz'))).equals(data), true);
+    for (const codec of CODECS) {
+      const p = join(dir, `file${codecSuffix(codec)}`);
+      const h = await pool.hashFile(p, codec);
+      assert.deepEqual(h, { checksum: sha(data), size: data.length, storedSize: (await stat(p)).size });
+      assert.equal((await stat(p)).mode & 0o777, 0o600);
+    }
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
+  });
+
+  test('empty file', async () => {
+    for (const codec of CODECS) {
+      const r = await pool.storeFile({ source: [], dest: join(dir, `empty${codecSuffix(codec)}`), codec });
+      assert.equal(r.size, 0);
+      assert.equal(r.checksum, sha(Buffer.alloc(0)));
+      assert.equal((await pool.hashFile(join(dir, `empty${codecSuffix(codec)}`), codec)).size, 0);
+    }
+  });
+
+  test('reuse: identical content is a hard link, changed content is stored', async () => {
+    const data = randomBytes(200000);
+    const first = await pool.storeFile({ source: [data], dest: join(dir, 'r1.zst'), codec: 'zstd' });
+    const reuseFrom = { path: join(dir, 'r1.zst'), checksum: first.checksum, size: first.size };
+    const same = await pool.storeFile({ source: [data], dest: join(dir, 'r2.zst'), codec: 'zstd', reuseFrom });
+    assert.equal(same.reused, true);
+    assert.equal(same.storedSize, first.storedSize);
+    assert.equal((await stat(join(dir, 'r2.zst'))).ino, (await stat(join(dir, 'r1.zst'))).ino);
+    const changed = Buffer.from(data);
+    changed[5] ^= 1;
+    const other = await pool.storeFile({ source: [changed], dest: join(dir, 'r3.zst'), codec: 'zstd', reuseFrom });
+    assert.equal(other.reused, false);
+    assert.notEqual((await stat(join(dir, 'r3.zst'))).ino, (await stat(join(dir, 'r1.zst'))).ino);
+  });
+
+  test('errors come back as BarmantsError, corrupt data as integrity', async () => {
+    await assert.rejects(pool.storeFile({ source: join(dir, 'missing'), dest: join(dir, 'x'), codec: 'none' }), (e) => isBarmants(e, 'io'));
+    await writeFile(join(dir, 'bad.gz'), 'not gzip at all');
+    await assert.rejects(pool.hashFile(join(dir, 'bad.gz'), 'gzip'), (e) => isBarmants(e, 'integrity'));
+    // The pool is still usable afterwards.
+    assert.equal((await pool.storeFile({ source: [Buffer.from('ok')], dest: join(dir, 'ok'), codec: 'none' })).size, 2);
+  });
+
+  test('stream store: abort leaves nothing', async () => {
+    const s = await pool.openStoreStream(join(dir, 'aborted.lz4'), 'lz4');
+    await s.write(randomBytes(3 << 20));
+    await s.abort();
+    const names = await readdir(dir);
+    assert.equal(names.includes('aborted.lz4'), false);
+    assert.equal(names.includes('aborted.lz4.tmp'), false);
+  });
+
+  test('stream store of 50 MB keeps memory bounded', async () => {
+    const codec = 'zstd';
+    const s = await pool.openStoreStream(join(dir, `big${codecSuffix(codec)}`), codec, undefined, { maxInFlightBytes: 4 << 20 });
+    const chunk = Buffer.alloc(256 * 1024);
+    const hash = createHash('sha256');
+    const rss0 = process.memoryUsage().rss;
+    let peak = rss0;
+    let peakInFlight = 0;
+    for (let i = 0; i < 200; i++) {
+      // Distinct content per chunk so the compressor has real work to do.
+      chunk.write(`chunk ${i} `.repeat(1000), 0);
+      randomBytes(64 * 1024).copy(chunk, 128 * 1024);
+      hash.update(chunk);
+      await s.write(chunk);
+      peakInFlight = Math.max(peakInFlight, s.bytesInFlight);
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }
+    const r = await s.finish();
+    assert.equal(r.size, 200 * 256 * 1024);
+    assert.equal(r.checksum, hash.digest('hex'));
+    assert.ok(peakInFlight <= 4 << 20);
+    console.log(`# stream store 50 MB ${codec}: rss growth ${((peak - rss0) / 1048576).toFixed(1)} MB, peak in flight ${(peakInFlight / 1048576).toFixed(2)} MB, stored ${(r.storedSize / 1048576).toFixed(1)} MB`);
+    const { checksum, size, storedSize } = r;
+    assert.deepEqual(await pool.hashFile(join(dir, `big${codecSuffix(codec)}`), codec), { checksum, size, storedSize });
+  });
+});

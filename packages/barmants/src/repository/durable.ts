@@ -2,8 +2,8 @@
 // After any of these functions resolves, the result survives a power loss; before, a crash leaves
 // at most a `*.tmp` file behind, never a truncated file under the final name.
 import { constants } from 'node:fs';
-import { link, open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 export const TMP_SUFFIX = '.tmp';
 
@@ -73,18 +73,24 @@ export class DurableWriter {
     }
   }
 
-  /** fsync, rename into place, fsync the directory. Returns the number of bytes written. */
-  async commit(): Promise<number> {
+  /**
+   * fsync, rename into place, fsync the directory. Returns the number of bytes written.
+   * `sync: false` defers durability to the caller, who must fsync the file and its directory
+   * (see syncTree) before anything calls it complete: a backup syncs all its files once at the
+   * end instead of paying two fsyncs per member.
+   */
+  async commit(opts: { sync?: boolean } = {}): Promise<number> {
+    const sync = opts.sync ?? true;
     const fh = this.handle();
     this.done = true;
     try {
-      await fh.sync();
+      if (sync) await fh.sync();
     } finally {
       this.fh = null;
       await fh.close();
     }
     await rename(this.tmpPath, this.path);
-    await fsyncDir(dirname(this.path));
+    if (sync) await fsyncDir(dirname(this.path));
     return this.position;
   }
 
@@ -135,4 +141,41 @@ export async function linkDurable(existing: string, newPath: string): Promise<vo
   await link(existing, tmp);
   await rename(tmp, newPath);
   await fsyncDir(dirname(newPath));
+}
+
+/**
+ * fsyncs every file below `root`, then every directory bottom-up, `parallel` at a time: the
+ * deferred half of `commit({ sync: false })`. Returns the number of files synced.
+ */
+export async function syncTree(root: string, parallel = 8): Promise<number> {
+  const entries = await readdir(root, { withFileTypes: true, recursive: true });
+  const files: string[] = [];
+  const dirs: string[] = [root];
+  for (const e of entries) {
+    const parent = (e as unknown as { parentPath?: string; path?: string }).parentPath ?? (e as unknown as { path: string }).path;
+    const p = join(parent, e.name);
+    if (e.isFile()) files.push(p);
+    else if (e.isDirectory()) dirs.push(p);
+  }
+  const syncOne = async (p: string) => {
+    const fh = await open(p, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  };
+  const runAll = async (list: string[]) => {
+    let i = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(parallel, list.length) }, async () => {
+        while (i < list.length) await syncOne(list[i++]!);
+      }),
+    );
+  };
+  await runAll(files);
+  dirs.sort((a, b) => b.length - a.length);
+  await runAll(dirs);
+  await fsyncDir(dirname(root));
+  return files.length;
 }

@@ -7,8 +7,9 @@ import { hashStoredFile, storeChunks, storeFile, type StoreFileJob } from './sto
 
 export type WorkerRequest =
   | { id: number; type: 'store'; job: StoreFileJob }
+  | { id: number; type: 'storeBatch'; jobs: StoreFileJob[]; sync: boolean }
   | { id: number; type: 'hash'; path: string; codec: Codec }
-  | { id: number; type: 'streamOpen'; dest: string; codec: Codec; level?: number }
+  | { id: number; type: 'streamOpen'; dest: string; codec: Codec; level?: number; sync?: boolean }
   | { id: number; type: 'streamChunk'; buf: ArrayBuffer }
   | { id: number; type: 'streamEnd' }
   | { id: number; type: 'streamAbort' }
@@ -69,13 +70,20 @@ port.on('message', (msg: WorkerRequest) => {
     case 'store':
       reply(msg.id, storeFile(msg.job));
       break;
+    case 'storeBatch':
+      reply(msg.id, (async () => {
+        const out = [];
+        for (const job of msg.jobs) out.push(await storeChunks((job.source as Uint8Array[]).map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)), job.dest, job.codec, job.level, msg.sync));
+        return out;
+      })());
+      break;
     case 'hash':
       reply(msg.id, hashStoredFile(msg.path, msg.codec));
       break;
     case 'streamOpen': {
       const f = new ChunkFeed(msg.id);
       feed = f;
-      reply(msg.id, storeChunks(f, msg.dest, msg.codec, msg.level).finally(() => {
+      reply(msg.id, storeChunks(f, msg.dest, msg.codec, msg.level, msg.sync ?? true).finally(() => {
         if (feed === f) feed = null;
       }));
       break;

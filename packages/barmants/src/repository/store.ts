@@ -45,7 +45,7 @@ interface Slot {
 }
 
 type Grant = (slot: Slot) => void;
-type TaskRequest = { type: 'store'; job: StoreFileJob } | { type: 'hash'; path: string; codec: Codec };
+type TaskRequest = { type: 'store'; job: StoreFileJob } | { type: 'storeBatch'; jobs: StoreFileJob[]; sync: boolean } | { type: 'hash'; path: string; codec: Codec };
 
 function reviveError(e: { message: string; code?: string; name: string; stack?: string }, what: string): Error {
   const cause = Object.assign(new Error(e.message), { name: e.name, ...(e.code ? { code: e.code } : {}) });
@@ -66,6 +66,24 @@ export class StoreWorkerPool {
 
   constructor(size = availableParallelism()) {
     this.size = Math.max(1, Math.floor(size));
+  }
+
+  /**
+   * Stores many small files in one worker round trip: per-file messaging dominates when a
+   * cluster has thousands of 8 KiB files. `sync: false` defers fsync to the caller (syncTree).
+   */
+  storeBatch(jobs: StoreFileJob[], opts: { sync?: boolean } = {}): Promise<StoredFile[]> {
+    const transfer: ArrayBuffer[] = [];
+    const copied = jobs.map((job) => ({
+      ...job,
+      source: (job.source as Buffer[]).map((b) => {
+        const ab = new ArrayBuffer(b.length);
+        new Uint8Array(ab).set(b);
+        transfer.push(ab);
+        return new Uint8Array(ab) as unknown as Buffer;
+      }),
+    }));
+    return this.run({ type: 'storeBatch', jobs: copied, sync: opts.sync ?? true } as TaskRequest, `cannot store ${jobs.length} files`, transfer) as Promise<StoredFile[]>;
   }
 
   /** Compresses + hashes + durably writes one file (or hard-links reuseFrom when identical). */
@@ -92,7 +110,7 @@ export class StoreWorkerPool {
    * Opens a streaming store of `dest`: resolves once a worker is free (this is the pool's
    * backpressure), then holds that worker until finish() or abort().
    */
-  async openStoreStream(dest: string, codec: Codec, level?: number, opts: { maxInFlightBytes?: number } = {}): Promise<StoreStream> {
+  async openStoreStream(dest: string, codec: Codec, level?: number, opts: { maxInFlightBytes?: number; sync?: boolean } = {}): Promise<StoreStream> {
     const slot = await this.acquire();
     const id = this.nextId++;
     const stream = new StoreStream(dest, opts.maxInFlightBytes ?? DEFAULT_STREAM_IN_FLIGHT, id, (msg, transfer) =>
@@ -106,7 +124,7 @@ export class StoreWorkerPool {
       else stream.settle(reviveError(r.error, `cannot store ${dest}`), null);
     };
     slot.onCrash = (err) => stream.settle(new BarmantsError('io', `cannot store ${dest}: store worker died`, { cause: err }), null);
-    const open: WorkerRequest = { id, type: 'streamOpen', dest, codec, ...(level !== undefined ? { level } : {}) };
+    const open: WorkerRequest = { id, type: 'streamOpen', dest, codec, ...(level !== undefined ? { level } : {}), ...(opts.sync === false ? { sync: false } : {}) };
     slot.worker.postMessage(open);
     return stream;
   }

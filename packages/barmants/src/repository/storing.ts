@@ -46,6 +46,7 @@ export async function storeChunks(
   dest: string,
   codec: Codec,
   level?: number,
+  sync = true,
 ): Promise<StoredFile> {
   const writer = await DurableWriter.open(dest);
   const hash = createHash('sha256');
@@ -80,7 +81,7 @@ export async function storeChunks(
         if (batchBytes > 0) await writer.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes));
       },
     );
-    const storedSize = await writer.commit();
+    const storedSize = await writer.commit({ sync });
     return { checksum: hash.digest('hex'), size, storedSize, reused: false };
   } catch (err) {
     await writer.abort();

@@ -1,0 +1,455 @@
+/*
+ * `barmants backup`: one base backup over the replication protocol, stored file by file in the
+ * repository (docs/REPOSITORY.md). Each archive member is hashed (SHA-256 for our checksum, and
+ * the manifest's own algorithm to verify the server's manifest), compressed and fsynced by the
+ * store workers while the next member arrives. The catalog says STARTED until everything is on
+ * disk, then WAITING_FOR_WALS, then DONE once the WAL from begin to end is archived.
+ */
+import { rm, mkdir, readdir, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import {
+  createFileChecksum,
+  parseManifest,
+  segmentOf,
+  walFileName,
+  type BackupEntry,
+  type BackupStartInfo,
+  type FileChecksum,
+  type Lsn,
+} from 'pg-replication';
+import type { BackupRecord, Catalog } from '../catalog/index.js';
+import type { ServerConfig } from '../config/index.js';
+import { BarmantsError } from '../errors/index.js';
+import { runHooks } from '../hooks/index.js';
+import type { Logger } from '../log/index.js';
+import { connectReplication, SqlSession } from '../postgres/index.js';
+import {
+  acquireLock,
+  checkIdentity,
+  linkDurable,
+  StoreWorkerPool,
+  syncTree,
+  writeFileDurable,
+  type Codec,
+  type ServerLayout,
+} from '../repository/index.js';
+import { FileListWriter, checkMemberPath, readFileList, storedPath, writeBackupInfo, type FileEntry } from './info.js';
+import { backupIdFor, BACKUP_ID_RE, isoLocal, RESERVED_BACKUP_NAMES } from './time.js';
+import { completeBackupIfArchived, repairInterruptedBackups } from './lifecycle.js';
+
+/** Members up to this size are batched to the store workers rather than streamed. */
+const SMALL_FILE = 1 << 20;
+const BATCH_BYTES = 8 << 20;
+const BATCH_FILES = 256;
+
+export interface BackupProgress {
+  bytesDone: number;
+  bytesTotal: number | null;
+  files: number;
+}
+
+export interface BackupOptions {
+  name?: string;
+  immediateCheckpoint?: boolean;
+  /** wait until the backup is DONE (its WAL archived) */
+  wait?: boolean;
+  waitTimeoutSec?: number;
+  /** fetch the backup's WAL itself (self-contained backup), like pg_basebackup -X stream */
+  fetchWal?: (rec: BackupRecord) => Promise<void>;
+  onProgress?: (p: BackupProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface BackupDeps {
+  server: ServerConfig;
+  layout: ServerLayout;
+  catalog: Catalog;
+  logger: Logger;
+  configFiles?: string[];
+}
+
+function validateName(catalog: Catalog, server: string, name: string): void {
+  if (RESERVED_BACKUP_NAMES.has(name) || BACKUP_ID_RE.test(name) || !/^[\w.@:+-][\w .@:+-]{0,99}$/.test(name)) {
+    throw new BarmantsError('usage', `invalid backup name '${name}': use up to 100 letters, digits, spaces and . _ - @ : +, not a reserved word (latest, oldest, ...) nor an id-like YYYYMMDDTHHMMSS`);
+  }
+  if (catalog.resolveBackupId(server, name)) throw new BarmantsError('usage', `backup name '${name}' is already used by another backup of server '${server}'`);
+}
+
+async function uniqueBackupId(catalog: Catalog, server: string): Promise<string> {
+  for (;;) {
+    const id = backupIdFor(new Date());
+    if (!catalog.getBackup(server, id)) return id;
+    // Two backups in the same second: ids are per-second, as Barman's. Wait for the next one.
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 5));
+  }
+}
+
+interface ServerFacts {
+  versionNum: number;
+  inRecovery: boolean;
+  timezone: string;
+  dataDirectory: string | null;
+  configFile: string | null;
+  hbaFile: string | null;
+  identFile: string | null;
+  dataChecksums: boolean | null;
+  tablespaceNames: Map<number, string>;
+}
+
+async function serverFacts(sql: SqlSession): Promise<ServerFacts> {
+  const rows = await sql.query<{ name: string; setting: string | null }>(
+    `SELECT name, current_setting(name, true) AS setting FROM (VALUES ('server_version_num'), ('TimeZone'), ('data_directory'), ('config_file'), ('hba_file'), ('ident_file'), ('data_checksums')) AS s(name)`,
+  );
+  const s = new Map(rows.map((r) => [r.name, r.setting]));
+  const ts = await sql.query<{ oid: number; spcname: string }>(`SELECT oid::int AS oid, spcname FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')`);
+  return {
+    versionNum: Number(s.get('server_version_num')),
+    inRecovery: await sql.isInRecovery(),
+    timezone: s.get('TimeZone') ?? 'UTC',
+    dataDirectory: s.get('data_directory') ?? null,
+    configFile: s.get('config_file') ?? null,
+    hbaFile: s.get('hba_file') ?? null,
+    identFile: s.get('ident_file') ?? null,
+    dataChecksums: s.get('data_checksums') === null || s.get('data_checksums') === undefined ? null : s.get('data_checksums') === 'on',
+    tablespaceNames: new Map(ts.map((t) => [Number(t.oid), t.spcname])),
+  };
+}
+
+/** Key of a member for reuse and manifest lookups: the manifest's own path convention. */
+function manifestPath(e: { ts: number | null; path: string }): string {
+  return e.ts === null ? e.path : `pg_tblspc/${e.ts}/${e.path}`;
+}
+
+export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Promise<BackupRecord> {
+  const { server, layout, catalog } = deps;
+  const log = deps.logger.child({ server: server.name, component: 'backup' });
+  if (!server.active) throw new BarmantsError('usage', `server '${server.name}' is not active (active = false): no backup taken`);
+  if (!server.conninfo) throw new BarmantsError('config', `server '${server.name}' has no conninfo`);
+  await layout.ensure();
+  const lock = await acquireLock(layout.lockFile('backup'), { purpose: 'backup', log: (m) => log.warn(m) });
+  let rec: BackupRecord | null = null;
+  const pool = new StoreWorkerPool();
+  let sql: SqlSession | null = null;
+  const codec = server.backupCompression.codec as Codec;
+  try {
+    await repairInterruptedBackups(catalog, layout, log);
+    if (opts.name) validateName(catalog, server.name, opts.name);
+    sql = await SqlSession.connect(server, 'backup');
+    const facts = await serverFacts(sql);
+    const rc = await connectReplication(server, 'backup');
+    let id;
+    let segSize;
+    try {
+      id = await rc.identifySystem();
+      segSize = await rc.walSegmentSize();
+    } catch (err) {
+      await rc.close();
+      throw err;
+    }
+    await checkIdentity(layout, { systemId: id.systemId, pgVersion: rc.serverVersionNum, walSegmentSize: segSize }, { log: (m) => log.info(m) });
+    catalog.upsertServer({ name: server.name, systemId: id.systemId, pgVersion: rc.serverVersionNum, walSegmentSize: segSize });
+
+    const backupId = await uniqueBackupId(catalog, server.name);
+    const started = new Date();
+    await mkdir(layout.backupDir(backupId), { recursive: true, mode: 0o700 });
+    rec = catalog.insertBackup({
+      server: server.name,
+      backupId,
+      status: 'STARTED',
+      name: opts.name ?? null,
+      pid: process.pid,
+      beginTime: isoLocal(started),
+      systemId: id.systemId,
+      pgVersion: rc.serverVersionNum,
+      walSegmentSize: segSize,
+      timeline: id.timeline,
+      serverTimezone: facts.timezone,
+      compression: codec,
+      info: {
+        pgdata: facts.dataDirectory,
+        config_file: facts.configFile,
+        hba_file: facts.hbaFile,
+        ident_file: facts.identFile,
+        data_checksums: facts.dataChecksums,
+        compression_level: server.backupCompression.level ?? null,
+        backup_from: facts.inRecovery ? 'standby' : 'primary',
+      },
+    });
+    await writeBackupInfo(layout, rec);
+    const logB = log.child({ backup: backupId });
+    logB.info(`starting backup ${backupId}${opts.name ? ` (${opts.name})` : ''} of server '${server.name}' (PostgreSQL ${rc.serverVersion}, compression ${codec})`);
+    const hookVars = {
+      VERSION: '0.1.0',
+      SERVER: server.name,
+      CONFIGURATION: deps.configFiles?.join(',') ?? '',
+      BACKUP_DIR: layout.backupDir(backupId),
+      BACKUP_ID: backupId,
+      BACKUP_INFO_PATH: layout.backupInfoFile(backupId),
+      PREVIOUS_ID: catalog.resolveBackupId(server.name, 'latest')?.backupId ?? '',
+      NEXT_ID: '',
+      STATUS: 'STARTED',
+      ERROR: '',
+    };
+    await runHooks({ operation: 'backup', phase: 'pre', hooks: server.hooks, vars: hookVars, logger: logB });
+
+    // Reuse: the previous DONE backup's members by manifest path.
+    const reuse = new Map<string, FileEntry & { storedAt: string; codec: Codec }>();
+    const prev = server.reuseBackup === 'link' ? catalog.resolveBackupId(server.name, 'latest') : null;
+    if (prev && prev.compression === codec) {
+      for await (const e of readFileList(layout, prev.backupId)) {
+        if (e.type === 'file' && e.sha256) reuse.set(manifestPath(e), { ...e, storedAt: storedPath(layout, prev.backupId, e, codec), codec });
+      }
+    }
+
+    const files = await FileListWriter.open(layout, backupId);
+    const crcs = new Map<string, { size: number; crc: string }>();
+    const pending: Promise<void>[] = [];
+    let stored = 0;
+    let dedup = 0;
+    let count = 0;
+    let bytesTotal: number | null = null;
+    let startInfo: BackupStartInfo | null = null;
+    let manifestAlg: 'CRC32C' = 'CRC32C';
+    const t0 = Date.now();
+    const madeDirs = new Set<string>();
+    type Batched = { job: { source: Buffer[]; dest: string; codec: Codec; level?: number }; record: (d: { checksum: string; size: number; storedSize: number }) => Promise<void> };
+    let batch: Batched[] = [];
+    let batchBytes = 0;
+    const flushBatch = async () => {
+      if (!batch.length) return;
+      const b = batch;
+      batch = [];
+      batchBytes = 0;
+      pending.push(pool.storeBatch(b.map((x) => x.job), { sync: false }).then(async (results) => {
+        for (let i = 0; i < b.length; i++) await b[i]!.record(results[i]!);
+      }));
+      if (pending.length > 8) await Promise.all(pending.splice(0, pending.length - 4));
+    };
+
+    const onEntry = async (entry: BackupEntry, content: AsyncIterable<Buffer> | null) => {
+      if (opts.signal?.aborted) throw new BarmantsError('usage', 'backup interrupted by a signal');
+      const ts = entry.tablespace.oid;
+      const path = checkMemberPath(entry.path);
+      const base: FileEntry = { ts, path, type: 'file', size: entry.size, mode: entry.mode & 0o7777, mtime: entry.mtime ? Math.floor(entry.mtime.getTime() / 1000) : null, sha256: null, stored: 0, link: null, reused: false };
+      if (entry.type === 'directory') {
+        await mkdir(dirname(storedPath(layout, backupId, { ts, path: join(path, 'x') }, 'none')), { recursive: true, mode: 0o700 });
+        await files.add({ ...base, type: 'dir', size: 0 });
+        return;
+      }
+      if (entry.type === 'symlink') {
+        await files.add({ ...base, type: 'symlink', size: 0, link: entry.linkname });
+        return;
+      }
+      if (entry.type !== 'file' || !content) {
+        logB.warn(`skipping archive member ${path} of unsupported type`);
+        return;
+      }
+      const dest = storedPath(layout, backupId, { ts, path }, codec);
+      const dir = dirname(dest);
+      if (!madeDirs.has(dir)) {
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        madeDirs.add(dir);
+      }
+      const sum: FileChecksum = createFileChecksum(manifestAlg);
+      const key = manifestPath({ ts, path });
+      count++;
+      const record = async (d: { checksum: string; size: number; storedSize: number }) => {
+        const prevFile = reuse.get(key);
+        stored += d.storedSize;
+        if (prevFile && prevFile.sha256 === d.checksum && prevFile.size === d.size) {
+          await unlink(dest);
+          await linkDurable(prevFile.storedAt, dest);
+          await files.add({ ...base, size: d.size, sha256: d.checksum, stored: 0, reused: true });
+        } else {
+          dedup += d.storedSize;
+          await files.add({ ...base, size: d.size, sha256: d.checksum, stored: d.storedSize });
+        }
+      };
+      if (entry.size <= SMALL_FILE) {
+        // Small members (most of a cluster by count) travel to the workers in batches.
+        const parts: Buffer[] = [];
+        for await (const chunk of content) {
+          sum.update(chunk);
+          parts.push(chunk);
+        }
+        crcs.set(key, { size: entry.size, crc: sum.digest() });
+        batch.push({ job: { source: parts, dest, codec, level: server.backupCompression.level }, record });
+        batchBytes += entry.size;
+        if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES) await flushBatch();
+        return;
+      }
+      const out = await pool.openStoreStream(dest, codec, server.backupCompression.level, { sync: false });
+      try {
+        for await (const chunk of content) {
+          sum.update(chunk);
+          await out.write(chunk);
+        }
+      } catch (err) {
+        await out.abort();
+        throw err;
+      }
+      crcs.set(key, { size: entry.size, crc: sum.digest() });
+      // The worker compresses and writes while the next member streams in.
+      const done = out.finish().then(record);
+      pending.push(done);
+      if (pending.length > 8) await Promise.all(pending.splice(0, pending.length - 4));
+    };
+
+    let res;
+    try {
+      res = await rc.baseBackup(
+        {
+          label: `barmants backup ${server.name} ${backupId}`,
+          fastCheckpoint: opts.immediateCheckpoint ?? server.immediateCheckpoint,
+          maxRateKbps: server.bandwidthLimitKbps > 0 ? Math.max(32, server.bandwidthLimitKbps) : undefined,
+          manifestChecksums: manifestAlg,
+        },
+        {
+          onStart(info) {
+            startInfo = info;
+            bytesTotal = info.tablespaces.every((t) => t.size !== null) ? info.tablespaces.reduce((a, t) => a + (t.size ?? 0), 0) : null;
+            logB.info(`backup start at ${formatLsnSafe(info.startLsn)} on timeline ${info.timeline}${bytesTotal ? `, about ${Math.round(bytesTotal / 1048576)} MiB to copy` : ''}`);
+          },
+          onEntry,
+          onProgress(p) {
+            opts.onProgress?.({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal ?? bytesTotal, files: count });
+          },
+        },
+      );
+    } finally {
+      await rc.close();
+    }
+    logB.debug(`stream ended after ${Date.now() - t0} ms`);
+    await flushBatch();
+    await Promise.all(pending);
+    logB.debug(`stores done after ${Date.now() - t0} ms`);
+    void startInfo;
+
+    // The server's manifest: its own checksum, then every file against what we hashed on receipt.
+    const manifestBuf = res.manifest;
+    if (!manifestBuf || manifestBuf.length === 0) throw new BarmantsError('server', 'the server sent no backup manifest');
+    const manifest = parseManifest(manifestBuf);
+    if (manifest.systemIdentifier && manifest.systemIdentifier !== id.systemId) {
+      throw new BarmantsError('integrity', `backup manifest system identifier ${manifest.systemIdentifier} differs from the server's ${id.systemId}`);
+    }
+    const problems: string[] = [];
+    for (const f of manifest.files) {
+      const ours = crcs.get(f.path);
+      if (!ours) problems.push(`${f.path}: listed in the manifest but not received`);
+      else if (ours.size !== f.size) problems.push(`${f.path}: size ${ours.size}, manifest says ${f.size}`);
+      else if (f.checksumAlgorithm === manifestAlg && f.checksum !== ours.crc) problems.push(`${f.path}: checksum ${ours.crc}, manifest says ${f.checksum}`);
+    }
+    if (problems.length) {
+      throw new BarmantsError('integrity', `the received files do not match the server's backup manifest (${problems.length} problem(s)): ${problems.slice(0, 5).join('; ')}`);
+    }
+    // Members were written without per-file fsync: make the whole tree durable once, before the
+    // catalog calls anything in it complete.
+    await syncTree(layout.backupDir(backupId));
+    logB.debug(`tree synced after ${Date.now() - t0} ms`);
+    await writeFileDurable(layout.backupManifestFile(backupId), manifestBuf);
+    await files.commit();
+
+    // Close the end segment and mark the backup in WAL, so an idle server does not leave the
+    // backup waiting for its WAL forever (Barman #244).
+    let restorePoint: string | null = null;
+    if (!facts.inRecovery) {
+      restorePoint = `barmants_${backupId}`;
+      await sql.createRestorePoint(restorePoint);
+      await sql.switchWal();
+    }
+    const endLsn: Lsn = res.endLsn;
+    const ended = new Date();
+    rec = catalog.updateBackup(server.name, backupId, {
+      status: 'WAITING_FOR_WALS',
+      beginLsn: res.startLsn,
+      endLsn,
+      beginWal: walFileName(res.startTimeline, segmentOf(res.startLsn, segSize), segSize),
+      endWal: walFileName(res.endTimeline, segmentOf(endLsn > 0n ? endLsn - 1n : 0n, segSize), segSize),
+      timeline: res.startTimeline,
+      endTime: isoLocal(ended),
+      size: stored,
+      deduplicatedSize: dedup,
+      clusterSize: res.bytes,
+      tablespaces: res.tablespaces
+        .filter((t) => t.oid !== null)
+        .map((t) => ({ oid: t.oid!, location: t.location ?? '', name: facts.tablespaceNames.get(t.oid!) ?? String(t.oid) })),
+      pid: null,
+      info: {
+        ...rec.info,
+        file_count: count,
+        manifest_checksums: manifestAlg,
+        copy_seconds: (Date.now() - t0) / 1000,
+        restore_point: restorePoint,
+        end_timeline: res.endTimeline,
+      },
+    });
+    await writeBackupInfo(layout, rec);
+    logB.info(`copy done: ${count} files, ${Math.round(res.bytes / 1048576)} MiB received, ${Math.round(stored / 1048576)} MiB stored in ${((Date.now() - t0) / 1000).toFixed(1)} s; WAL needed: ${rec.beginWal} to ${rec.endWal}`);
+
+    if (opts.fetchWal) await opts.fetchWal(rec);
+    rec = (await completeBackupIfArchived(catalog, layout, server.name, backupId, logB)) ?? rec;
+    if (opts.wait && rec.status !== 'DONE') {
+      rec = await waitForWal(catalog, layout, server.name, backupId, logB, opts.waitTimeoutSec ?? 0, opts.signal);
+    }
+    await runHooks({ operation: 'backup', phase: 'post', hooks: server.hooks, vars: { ...hookVars, STATUS: rec.status }, logger: logB });
+    return rec;
+  } catch (err) {
+    if (rec) {
+      const message = err instanceof Error ? err.message : String(err);
+      rec = catalog.updateBackup(server.name, rec.backupId, { status: 'FAILED', error: message, pid: null, endTime: isoLocal(new Date()) });
+      await writeBackupInfo(layout, rec).catch(() => undefined);
+      await removeTempFiles(layout.backupDir(rec.backupId)).catch(() => undefined);
+      log.error(`backup ${rec.backupId} FAILED: ${message}`);
+      await runHooks({
+        operation: 'backup',
+        phase: 'post',
+        hooks: server.hooks,
+        vars: { SERVER: server.name, BACKUP_ID: rec.backupId, BACKUP_DIR: layout.backupDir(rec.backupId), STATUS: 'FAILED', ERROR: message },
+        logger: log,
+      }).catch(() => undefined);
+    }
+    throw err;
+  } finally {
+    await pool.close();
+    await sql?.close();
+    await lock.release();
+  }
+}
+
+function formatLsnSafe(l: Lsn): string {
+  return `${(l >> 32n).toString(16).toUpperCase()}/${(l & 0xffffffffn).toString(16).toUpperCase()}`;
+}
+
+/** Removes `*.tmp` files left by an interrupted copy, so nothing looks complete that is not. */
+export async function removeTempFiles(dir: string): Promise<number> {
+  let n = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    if (e.isFile() && e.name.endsWith('.tmp')) {
+      await rm(join((e as unknown as { parentPath?: string; path?: string }).parentPath ?? (e as unknown as { path: string }).path, e.name), { force: true });
+      n++;
+    }
+  }
+  return n;
+}
+
+async function waitForWal(catalog: Catalog, layout: ServerLayout, server: string, backupId: string, log: Logger, timeoutSec: number, signal?: AbortSignal): Promise<BackupRecord> {
+  const deadline = timeoutSec > 0 ? Date.now() + timeoutSec * 1000 : Infinity;
+  log.info(`waiting for the WAL of backup ${backupId} to be archived${timeoutSec ? ` (at most ${timeoutSec} s)` : ''}`);
+  for (;;) {
+    const r = await completeBackupIfArchived(catalog, layout, server, backupId, log);
+    if (r && r.status === 'DONE') return r;
+    if (signal?.aborted) throw new BarmantsError('usage', 'interrupted while waiting for WAL');
+    if (Date.now() > deadline) {
+      throw new BarmantsError('gap', `backup ${backupId} is still waiting for its WAL after ${timeoutSec} s`, {
+        hint: 'is the WAL receiver running? check with `barmants check` and `barmants receive-wal`',
+      });
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

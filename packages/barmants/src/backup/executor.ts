@@ -5,7 +5,7 @@
  * store workers while the next member arrives. The catalog says STARTED until everything is on
  * disk, then WAITING_FOR_WALS, then DONE once the WAL from begin to end is archived.
  */
-import { rm, mkdir, readdir, unlink } from 'node:fs/promises';
+import { mkdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   createFileChecksum,
@@ -35,7 +35,7 @@ import {
 } from '../repository/index.js';
 import { FileListWriter, checkMemberPath, readFileList, storedPath, writeBackupInfo, type FileEntry } from './info.js';
 import { backupIdFor, BACKUP_ID_RE, isoLocal, RESERVED_BACKUP_NAMES } from './time.js';
-import { completeBackupIfArchived, repairInterruptedBackups } from './lifecycle.js';
+import { completeBackupIfArchived, removeTempFiles, repairInterruptedBackups } from './lifecycle.js';
 
 /** Members up to this size are batched to the store workers rather than streamed. */
 const SMALL_FILE = 1 << 20;
@@ -418,24 +418,6 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
 
 function formatLsnSafe(l: Lsn): string {
   return `${(l >> 32n).toString(16).toUpperCase()}/${(l & 0xffffffffn).toString(16).toUpperCase()}`;
-}
-
-/** Removes `*.tmp` files left by an interrupted copy, so nothing looks complete that is not. */
-export async function removeTempFiles(dir: string): Promise<number> {
-  let n = 0;
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    if (e.isFile() && e.name.endsWith('.tmp')) {
-      await rm(join((e as unknown as { parentPath?: string; path?: string }).parentPath ?? (e as unknown as { path: string }).path, e.name), { force: true });
-      n++;
-    }
-  }
-  return n;
 }
 
 async function waitForWal(catalog: Catalog, layout: ServerLayout, server: string, backupId: string, log: Logger, timeoutSec: number, signal?: AbortSignal): Promise<BackupRecord> {

@@ -13,17 +13,8 @@ import type { ServerLayout } from '../repository/index.js';
 import { writeBackupInfo } from './info.js';
 import { isoLocal } from './time.js';
 
-function pidAlive(pid: number | null): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function removeTmp(dir: string): Promise<number> {
+/** Removes `*.tmp` files left by an interrupted copy, so nothing looks complete that is not. */
+export async function removeTempFiles(dir: string): Promise<number> {
   let n = 0;
   let entries;
   try {
@@ -42,14 +33,14 @@ async function removeTmp(dir: string): Promise<number> {
 }
 
 /**
- * Called with the server's backup lock held: any STARTED backup belongs to a dead process (a
- * live one would hold the lock), unless its pid is ours or alive elsewhere.
+ * Called with the server's backup lock held: any STARTED backup of another process belongs to a
+ * process that died (a live one would hold the lock; its pid may since have been reused).
  */
 export async function repairInterruptedBackups(catalog: Catalog, layout: ServerLayout, log: Logger): Promise<BackupRecord[]> {
   const fixed: BackupRecord[] = [];
   for (const b of catalog.listBackups(layout.server, { status: ['STARTED'] })) {
-    if (b.pid === process.pid || (b.pid !== null && pidAlive(b.pid) && b.pid !== process.pid && false)) continue;
-    const removed = await removeTmp(layout.backupDir(b.backupId));
+    if (b.pid === process.pid) continue;
+    const removed = await removeTempFiles(layout.backupDir(b.backupId));
     const rec = catalog.updateBackup(layout.server, b.backupId, {
       status: 'FAILED',
       error: `interrupted: the process that ran it (pid ${b.pid ?? '?'}) ended before the backup completed`,

@@ -9,6 +9,7 @@ export {
   writeBackupInfo,
   readBackupInfo,
   readFileList,
+  readFileListAt,
   storedPath,
   checkMemberPath,
   FileListWriter,

@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { createInterface } from 'node:readline';
 import { formatLsn, parseLsn } from 'pg-replication';
 import type { BackupRecord, BackupStatus, KeepTarget, NewBackupRecord } from '../catalog/index.js';
@@ -123,10 +123,19 @@ export function storedPath(layout: ServerLayout, backupId: string, e: Pick<FileE
   return join(root, e.path) + codecSuffix(codec);
 }
 
-/** Member paths come from the server's tar: refuse anything that could escape the backup dir. */
+/** Member paths come from the server's tar: refuse anything that could leave its root. */
 export function checkMemberPath(path: string): string {
-  if (path === '' || path.startsWith('/') || path.includes('\0') || path.split('/').some((c) => c === '..' || c === '')) {
-    throw new BarmantsError('integrity', `refusing unsafe archive member path "${path}"`);
+  if (
+    typeof path !== 'string' ||
+    path === '' ||
+    path.startsWith('/') ||
+    path.includes('\0') ||
+    path.split('/').some((c) => c === '..' || c === '' || c === '.') ||
+    posix.normalize(path) !== path
+  ) {
+    throw new BarmantsError('integrity', `refusing unsafe member path "${String(path)}"`, {
+      hint: 'the archive or file list is damaged or was not written by barmants: run `barmants verify-backup` and use another backup',
+    });
   }
   return path;
 }
@@ -163,21 +172,36 @@ export class FileListWriter {
 }
 
 export async function* readFileList(layout: ServerLayout, backupId: string): AsyncGenerator<FileEntry> {
-  const path = join(layout.backupDir(backupId), FILE_LIST);
+  yield* readFileListAt(layout.backupDir(backupId));
+}
+
+/** Reads and validates files.jsonl of the backup in `backupDir`, entry by entry. */
+export async function* readFileListAt(backupDir: string): AsyncGenerator<FileEntry> {
+  const path = join(backupDir, FILE_LIST);
   const rl = createInterface({ input: createReadStream(path, 'utf8'), crlfDelay: Infinity });
   let n = 0;
   try {
     for await (const line of rl) {
       n++;
       if (!line.trim()) continue;
+      let m: FileEntry;
       try {
-        yield JSON.parse(line) as FileEntry;
+        m = JSON.parse(line) as FileEntry;
       } catch (err) {
         throw new BarmantsError('integrity', `${path}:${n}: unreadable file list entry`, { cause: err });
       }
+      if (m.type !== 'file' && m.type !== 'dir' && m.type !== 'symlink') {
+        throw new BarmantsError('integrity', `${path}:${n}: unknown member type "${String(m.type)}"`);
+      }
+      if (m.ts !== null && !(Number.isInteger(m.ts) && m.ts > 0)) throw new BarmantsError('integrity', `${path}:${n}: bad tablespace oid "${String(m.ts)}"`);
+      checkMemberPath(m.path);
+      if (m.type === 'file' && (typeof m.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(m.sha256))) {
+        throw new BarmantsError('integrity', `${path}:${n}: file ${m.path} has no sha256: it cannot be verified`);
+      }
+      yield m;
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BarmantsError('integrity', `backup ${backupId} has no file list (${path})`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BarmantsError('integrity', `backup has no file list (${path})`, { cause: err });
     throw err;
   } finally {
     rl.close();

@@ -3,8 +3,11 @@
  * independently; this file only gathers them.
  */
 import type { CommandSpec } from './spec.js';
+import { backupCommands } from './backup.js';
 import { recoverCommands } from './recover.js';
 import { serverCommands } from './servers.js';
+import { daemonCommands } from './daemon.js';
 import { walCommands } from './wal.js';
+import { monitorCommands } from './monitor.js';
 
-export const COMMANDS: CommandSpec[] = [...serverCommands, ...walCommands, ...recoverCommands];
+export const COMMANDS: CommandSpec[] = [...serverCommands, ...backupCommands, ...walCommands, ...recoverCommands, ...daemonCommands, ...monitorCommands];

@@ -135,7 +135,11 @@ export const walCommands: CommandSpec[] = [
         if (args.force) await s.query('CHECKPOINT');
         const pre = await s.one<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
         const r = await s.switchWal();
-        return { walfile: r.walfile, lsn: r.lsn, switched: r.lsn > parseLsn(pre.lsn) };
+        // pg_switch_wal() returns the end of the closed segment's switch record, or the start of the
+        // current segment when no switch was needed; either way the segment to wait for holds lsn - 1
+        // (pg_walfile_name(lsn) would name the still-open segment in the second case).
+        const closed = await s.one<{ walfile: string }>('SELECT pg_walfile_name($1::pg_lsn - 1) AS walfile', [formatLsn(r.lsn)]);
+        return { walfile: closed.walfile, lsn: r.lsn, switched: r.lsn > parseLsn(pre.lsn) };
       });
       const text = [switched ? `The WAL file ${walfile} has been closed on server '${server.name}'` : `No switch required for server '${server.name}'`];
       if (!args.archive) return result({ server: server.name, walfile, switched, lsn }, text);

@@ -1,0 +1,103 @@
+/*
+ * Applying the retention policy: evaluateRetention (pure) says which backups are obsolete, or
+ * FAILED for longer than failed_backup_retention; each is removed through the delete command's
+ * own deleteBackup (backup lock, keep and minimum_redundancy re-checked, crash-safe order), with
+ * the reason logged. Then the WAL no remaining backup needs goes (wal_retention_policy = main).
+ */
+import type { BackupRecord, Catalog } from '../catalog/index.js';
+import type { ServerConfig } from '../config/index.js';
+import { deleteBackup, removeUnneededWal } from '../backup/index.js';
+import { isBarmantsError } from '../errors/index.js';
+import type { Logger } from '../log/index.js';
+import type { ServerLayout } from '../repository/index.js';
+import { describePolicy, evaluateRetention, type RetentionBackup, type RetentionReport } from '../retention/index.js';
+
+export interface ApplyRetentionOptions {
+  server: ServerConfig;
+  layout: ServerLayout;
+  catalog: Catalog;
+  logger: Logger;
+  now: Date;
+  /** evaluate and report, delete nothing */
+  dryRun?: boolean;
+}
+
+export interface RetentionOutcome {
+  policy: string | null;
+  deleted: { backupId: string; reason: string }[];
+  /** deletions not done this pass (a backup runs, a refusal): retried next pass */
+  deferred: { backupId: string; reason: string }[];
+  walRemoved: number;
+  warnings: string[];
+}
+
+export function toRetentionBackup(b: BackupRecord): RetentionBackup {
+  return {
+    backupId: b.backupId,
+    status: b.status,
+    beginTime: b.beginTime,
+    endTime: b.endTime,
+    keep: b.keep,
+    beginWal: b.beginWal,
+    endWal: b.endWal,
+    timeline: b.timeline,
+  };
+}
+
+/** Pure part, exposed for `list-backups`-style reports and tests. */
+export function retentionReport(server: ServerConfig, backups: BackupRecord[], now: Date): RetentionReport {
+  return evaluateRetention({
+    policy: server.retentionPolicy,
+    minimumRedundancy: server.minimumRedundancy,
+    backups: backups.map(toRetentionBackup),
+    now,
+    failedBackupRetentionSec: server.failedBackupRetentionSec,
+  });
+}
+
+export async function applyRetention(o: ApplyRetentionOptions): Promise<RetentionOutcome> {
+  const { server, layout, catalog } = o;
+  const log = o.logger.child({ server: server.name, component: 'retention' });
+  const report = retentionReport(server, catalog.listBackups(server.name), o.now);
+  const out: RetentionOutcome = {
+    policy: server.retentionPolicy ? describePolicy(server.retentionPolicy) : null,
+    deleted: [],
+    deferred: [],
+    walRemoved: 0,
+    warnings: [...report.warnings],
+  };
+  for (const w of report.warnings) log.warn(w);
+  for (const item of report.toDelete) {
+    const rec = catalog.getBackup(server.name, item.backupId);
+    // Re-read: it may have changed since the evaluation (a keep, a delete by hand).
+    if (!rec || rec.keep || (rec.status !== 'DONE' && rec.status !== 'FAILED')) continue;
+    if (o.dryRun) {
+      out.deferred.push({ backupId: item.backupId, reason: `dry run: would delete (${item.reason})` });
+      continue;
+    }
+    log.info(`enforcing retention policy: removing backup ${item.backupId} of server '${server.name}': ${item.reason}`);
+    try {
+      const res = await deleteBackup({ server, layout, catalog, logger: o.logger }, rec);
+      out.walRemoved += res.walRemoved.length;
+      out.deleted.push(item);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      out.deferred.push({ backupId: item.backupId, reason: why });
+      if (isBarmantsError(err, 'lock')) {
+        log.info(`retention deferred to the next pass: ${why}`);
+        break; // a backup or a delete is running: every later deletion would be refused too
+      }
+      log.warn(`backup ${item.backupId} not deleted by retention: ${why}`);
+    }
+  }
+  if (!o.dryRun) {
+    try {
+      out.walRemoved += (await removeUnneededWal(catalog, layout, log)).length;
+    } catch (err) {
+      const why = `WAL retention failed: ${err instanceof Error ? err.message : String(err)}`;
+      out.warnings.push(why);
+      log.error(why);
+    }
+  }
+  return out;
+}

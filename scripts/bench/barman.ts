@@ -1,0 +1,92 @@
+// Barman as a recovery contender (only with --with-barman): Debian's barman, configured under a
+// temp dir for the bench cluster (backup_method = postgres, streaming WAL), one DONE backup taken,
+// then `barman recover` timed like the others. Installed with apt-get only when the flag asks.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runMeasured, runQuiet } from './measure.js';
+import type { ExtraRecoverer } from './recover.js';
+import { dropSlot, PG_BIN, type BenchCluster, type Scratch } from './setup.js';
+import { stop } from './wal.js';
+
+const SLOT = 'bench_barman';
+
+function which(cmd: string): string | null {
+  for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(':')) if (existsSync(join(d, cmd))) return join(d, cmd);
+  return null;
+}
+
+export interface BarmanSetup {
+  recoverer: ExtraRecoverer;
+  version: string;
+  teardown: () => Promise<void>;
+}
+
+export async function prepareBarman(bc: BenchCluster, scratch: Scratch, log: (s: string) => void): Promise<BarmanSetup> {
+  if (!which('barman')) {
+    log('barman: not installed, apt-get install -y barman (asked for by --with-barman)');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    try {
+      await runQuiet('apt-get', ['install', '-y', 'barman', 'rsync'], { env, timeoutMs: 900_000 });
+    } catch {
+      await runQuiet('apt-get', ['update'], { env, timeoutMs: 900_000 });
+      await runQuiet('apt-get', ['install', '-y', 'barman', 'rsync'], { env, timeoutMs: 900_000 });
+    }
+  }
+  const barman = which('barman');
+  if (!barman) throw new Error('barman is still not on PATH after apt-get install');
+  const version = (await runQuiet(barman, ['--version']).catch(() => 'unknown')).trim().split('\n')[0]!;
+  const home = await scratch.dir('barman');
+  const c = bc.cluster;
+  const conf = join(home, 'barman.conf');
+  await writeFile(
+    conf,
+    [
+      '[barman]',
+      `barman_home = ${home}`,
+      'barman_user = root',
+      `log_file = ${join(home, 'barman.log')}`,
+      'log_level = INFO',
+      '',
+      '[bench]',
+      'description = barmants bench',
+      `conninfo = ${c.conninfo()}`,
+      `streaming_conninfo = ${c.conninfo({ user: c.replUser, password: c.replPassword })}`,
+      'backup_method = postgres',
+      'streaming_archiver = on',
+      `slot_name = ${SLOT}`,
+      'create_slot = auto',
+      `path_prefix = ${PG_BIN}`,
+      'immediate_checkpoint = true',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  const b = (...args: string[]) => runQuiet(barman, ['-c', conf, ...args], { timeoutMs: 900_000 });
+  let receiver: ChildProcess | null = null;
+  const teardown = async () => {
+    if (receiver) await stop(receiver);
+    await dropSlot(bc, SLOT);
+  };
+  try {
+    await b('receive-wal', '--create-slot', 'bench').catch(() => {}); // exists already: fine
+    receiver = spawn(barman, ['-c', conf, 'receive-wal', 'bench'], { stdio: 'ignore' });
+    await b('switch-wal', '--force', '--archive', '--archive-timeout', '120', 'bench');
+    await b('backup', '--wait', 'bench');
+    log(`barman: ${version}, one DONE backup in ${home}`);
+  } catch (e) {
+    await teardown();
+    throw e;
+  }
+  return {
+    version,
+    teardown,
+    recoverer: {
+      name: `barman recover (${version})`,
+      command: 'barman recover bench latest DEST',
+      restore: (dest) => runMeasured(barman, ['-c', conf, 'recover', 'bench', 'latest', dest], { timeoutMs: 900_000 }),
+    },
+  };
+}

@@ -1,0 +1,196 @@
+// WAL streaming section: `barmants receive-wal` against pg_receivewal run as Barman runs it, each
+// alone under the same pgbench load: pgbench TPS, flush lag sampled from pg_stat_replication every
+// 100 ms, the receiver's CPU and peak RSS.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import { alternate, type Comparison, type MetricSpec } from './report.js';
+import { procSample, quantile, runQuiet, waitFor } from './measure.js';
+import { barmantsArgs, dropSlot, pgTool, writeBarmantsConfig, type BenchCluster, type Scratch } from './setup.js';
+
+export const WAL_METRICS: MetricSpec[] = [
+  { key: 'tps', label: 'pgbench TPS', unit: '', digits: 0 },
+  { key: 'walMBps', label: 'WAL rate', unit: 'MB/s', digits: 1 },
+  { key: 'lagMedianMB', label: 'flush lag median', unit: 'MB', digits: 2 },
+  { key: 'lagP95MB', label: 'lag p95', unit: 'MB', digits: 2 },
+  { key: 'lagMaxMB', label: 'lag max', unit: 'MB', digits: 2 },
+  { key: 'cpuS', label: 'receiver CPU', unit: 's', digits: 2 },
+  { key: 'peakRssMB', label: 'receiver peak RSS', unit: 'MB', digits: 0 },
+];
+
+const MB = 1e6;
+const SAMPLE_MS = 100;
+
+interface Receiver {
+  start: (dir: string) => ChildProcess;
+  appName: string;
+  slot: string;
+}
+
+export async function benchWal(bc: BenchCluster, scratch: Scratch, seconds: number, rounds: number, log: (s: string) => void): Promise<Comparison> {
+  let dir = '';
+  const ours: Receiver = {
+    appName: 'bench_barmants',
+    slot: 'bench_barmants',
+    start: (home) => {
+      // The config is written synchronously enough: see run() below, which awaits it first.
+      return spawn(process.execPath, barmantsArgs(join(home, 'barmants.conf'), 'receive-wal', 'bench'), { stdio: ['ignore', 'ignore', 'pipe'] });
+    },
+  };
+  const theirs: Receiver = {
+    appName: 'bench_pg_receivewal',
+    slot: 'bench_pg_receivewal',
+    start: (d) =>
+      // Barman's receive-wal: pg_receivewal --no-loop --no-password --directory --slot, default
+      // --status-interval (10 s) and no --synchronous.
+      spawn(pgTool('pg_receivewal'), ['--no-loop', '--no-password', '--directory', d, '--slot', theirs.slot, ...bc.hostArgs], {
+        env: { ...bc.replEnv, PGAPPNAME: theirs.appName },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      }),
+  };
+  const cleanup = (slot: string) => async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = '';
+    await dropSlot(bc, slot);
+  };
+  return alternate(
+    {
+      section: 'wal',
+      title: `WAL streaming under pgbench -c 4 -j 2 -T ${seconds}`,
+      metrics: WAL_METRICS,
+      baseline: 1,
+      ratioMetrics: ['lagMedianMB', 'tps'],
+    },
+    [
+      {
+        name: 'barmants receive-wal',
+        command: 'barmants receive-wal bench [streaming_archiver = on, create_slot = auto]',
+        run: async () => {
+          dir = await scratch.dir('wal-barmants');
+          await writeBarmantsConfig(bc, dir, [{ name: 'bench', streaming: true, slotName: ours.slot, archiverName: ours.appName }]);
+          return streamUnderLoad(bc, ours, dir, seconds);
+        },
+        cleanup: cleanup(ours.slot),
+      },
+      {
+        name: 'pg_receivewal (as Barman runs it)',
+        command: `pg_receivewal --no-loop --no-password --directory DIR --slot ${theirs.slot}`,
+        run: async () => {
+          dir = await scratch.dir('wal-pgrw');
+          const walDir = join(dir, 'streaming');
+          await mkdir(walDir);
+          return streamUnderLoad(bc, theirs, walDir, seconds);
+        },
+        cleanup: cleanup(theirs.slot),
+      },
+    ],
+    rounds,
+    log,
+  );
+}
+
+async function streamUnderLoad(bc: BenchCluster, rx: Receiver, dir: string, seconds: number) {
+  // Same starting point for both: a fresh slot holding WAL from now, a checkpoint just done (so
+  // full-page writes weigh the same in each run).
+  await dropSlot(bc, rx.slot);
+  await bc.cluster.sql('SELECT pg_create_physical_replication_slot($1, true)', [rx.slot]);
+  await bc.cluster.sql('CHECKPOINT');
+  const child = rx.start(dir);
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8192)));
+  let exited: string | null = null;
+  child.on('exit', (code, signal) => (exited = `exited ${signal ?? code}`));
+  const died = () => new Error(`receiver ${exited}: ${stderr.trim().split('\n').slice(-3).join(' | ') || '(no output)'}`);
+  const client = new pg.Client({ ...bc.cluster.sqlConfig(), connectionTimeoutMillis: 30_000 });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    await waitFor(
+      `${rx.appName} to stream`,
+      async () => {
+        if (exited) throw died();
+        const r = await client.query(`SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'`, [rx.appName]);
+        return r.rowCount === 1;
+      },
+      60_000,
+    );
+    const pid = child.pid!;
+    const cpu0 = procSample(pid)?.cpuTicks ?? 0;
+    const lsn0 = await currentLsn(client);
+    const lags: number[] = [];
+    let busy = false;
+    let missing = 0;
+    const sampler = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      client
+        .query<{ lag: string | null }>(
+          `SELECT (pg_current_wal_lsn() - flush_lsn)::text AS lag FROM pg_stat_replication WHERE application_name = $1`,
+          [rx.appName],
+        )
+        .then((r) => {
+          const v = r.rows[0]?.lag;
+          if (v === undefined || v === null) missing++;
+          else lags.push(Math.max(0, Number(v)));
+        })
+        .catch(() => missing++)
+        .finally(() => (busy = false));
+    }, SAMPLE_MS);
+    let out: string;
+    try {
+      out = await runQuiet(pgTool('pgbench'), ['-c', '4', '-j', '2', '-T', String(seconds), ...bc.hostArgs], {
+        env: bc.superEnv,
+        timeoutMs: (seconds + 120) * 1000,
+      });
+    } finally {
+      clearInterval(sampler);
+    }
+    const lsn1 = await currentLsn(client);
+    if (exited) throw died();
+    const s = procSample(pid);
+    const cpuS = s ? (s.cpuTicks - cpu0) / 100 : null;
+    const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? /tps = ([\d.]+)/.exec(out)?.[1] ?? NaN);
+    const walBytes = Number(lsn1 - lsn0);
+    const q = (p: number) => quantile(lags, p);
+    return {
+      tps: Number.isFinite(tps) ? tps : null,
+      walMBps: walBytes / MB / seconds,
+      lagMedianMB: nullableDiv(q(0.5), MB),
+      lagP95MB: nullableDiv(q(0.95), MB),
+      lagMaxMB: nullableDiv(q(1), MB),
+      lagMedianBytes: q(0.5),
+      lagP95Bytes: q(0.95),
+      lagMaxBytes: q(1),
+      lagSamples: lags.length,
+      lagSamplesMissing: missing,
+      walBytes,
+      cpuS,
+      cpuPctOfCore: cpuS === null ? null : (cpuS / seconds) * 100,
+      peakRssMB: s ? s.hwmKb / 1024 : null,
+    };
+  } finally {
+    await client.end().catch(() => {});
+    await stop(child);
+  }
+}
+
+function nullableDiv(x: number | null, d: number): number | null {
+  return x === null ? null : x / d;
+}
+
+async function currentLsn(c: pg.Client): Promise<bigint> {
+  const r = await c.query<{ l: string }>(`SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text AS l`);
+  return BigInt(r.rows[0]!.l.replace(/\..*$/, ''));
+}
+
+/** SIGTERM, then SIGKILL after 15 s: a receiver that will not stop must not outlive the bench. */
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await gone;
+  clearTimeout(t);
+}

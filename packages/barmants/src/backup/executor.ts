@@ -28,6 +28,7 @@ import {
   checkIdentity,
   linkDurable,
   StoreWorkerPool,
+  storePlain,
   syncTree,
   writeFileDurable,
   type Codec,
@@ -265,6 +266,13 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
           await files.add({ ...base, size: d.size, sha256: d.checksum, stored: d.storedSize });
         }
       };
+      if (codec === 'none') {
+        // Uncompressed: hash and write from this thread; a worker would only add a copy per chunk.
+        const d = await storePlain(tap(content, sum), dest, false);
+        crcs.set(key, { size: entry.size, crc: sum.digest() });
+        await record(d);
+        return;
+      }
       if (entry.size <= SMALL_FILE) {
         // Small members (most of a cluster by count) travel to the workers in batches.
         const parts: Buffer[] = [];
@@ -413,6 +421,14 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     await pool.close();
     await sql?.close();
     await lock.release();
+  }
+}
+
+/** Feeds every chunk to a checksum on its way through. */
+async function* tap(content: AsyncIterable<Buffer>, sum: FileChecksum): AsyncGenerator<Buffer> {
+  for await (const chunk of content) {
+    sum.update(chunk);
+    yield chunk;
   }
 }
 

@@ -58,7 +58,14 @@ export async function checkIdentity(
   if (!known) {
     await ensureDir(layout.dir);
     const identity: IdentityRecord = { ...observed, createdAt: now, updatedAt: now };
-    await writeFileDurable(layout.identityFile, JSON.stringify(identity, null, 2) + '\n');
+    try {
+      await writeFileDurable(layout.identityFile, JSON.stringify(identity, null, 2) + '\n');
+    } catch (err) {
+      // The receiver and a backup often make first contact together and race on identity.json.tmp:
+      // the loser's rename fails. If the winner recorded an identity, check against it instead.
+      if ((await readIdentity(layout).catch(() => null)) !== null) return checkIdentity(layout, observed, opts);
+      throw err;
+    }
     opts.log?.(`recorded identity of server ${layout.server}: system identifier ${observed.systemId}, version ${observed.pgVersion}`);
     return { identity, created: true };
   }

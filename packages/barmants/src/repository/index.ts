@@ -14,7 +14,7 @@ export {
   StoreWorkerPool, StoreStream, openStoreStream, hashFile, defaultStorePool, DEFAULT_STREAM_IN_FLIGHT,
   type StoredFile, type StoredDigest, type StoreFileJob, type ReuseCandidate,
 } from './store.js';
-export { storeChunks, storeFile, hashStoredFile } from './storing.js';
+export { storeChunks, storeFile, storePlain, hashStoredFile } from './storing.js';
 export {
   acquireLock, readLockOwner, ownerAlive, processStartTime, type Lock, type LockOwner, type AcquireOptions,
 } from './lock.js';

@@ -46,6 +46,14 @@ async function checkManifest(dataDir: string, tsDirs: Map<number, string>, manif
   return checked;
 }
 
+/** Compares a completed segment with the server's own copy in pg_wal. */
+function sameAsServer(c: Cluster) {
+  return async (name: string, ours: Buffer) => {
+    const theirs = await readFile(join(c.dataDir, 'pg_wal', name));
+    assert.ok(ours.equals(theirs), `segment ${name} differs from the server's`);
+  };
+}
+
 describe('base backup and WAL streaming', { concurrency: true }, () => {
   for (const version of versionsUnderTest()) {
     describe(`PostgreSQL ${version}`, () => {
@@ -110,17 +118,12 @@ describe('base backup and WAL streaming', { concurrency: true }, () => {
         const start = parseLsn(lsn);
         const load = startBackgroundLoad(c, { table: 'streamed', rowsPerTx: 200, switchEveryMs: 300 });
         const dir = await scratch(`wal${version}`);
-        const streaming = streamWal(rc, { start, until: start + 4n * BigInt(segSize), timeline: 1, segSize, walDir: dir, slot, perChunkDelayMs: 0 });
-        // check feedback while streaming: flush reported must appear in pg_stat_replication
-        const res = await streaming;
+        // Each segment is compared as soon as it is complete, before its flush is reported: the
+        // slot still holds it, so the server cannot have recycled it yet.
+        const res = await streamWal(rc, { start, until: start + 4n * BigInt(segSize), timeline: 1, segSize, walDir: dir, slot, onSegment: sameAsServer(c) });
         const rows = await load.stop();
         assert.ok(rows > 0);
         assert.ok(res.complete.length >= 4, `completed ${res.complete.length} segments`);
-        for (const name of res.complete) {
-          const ours = await readFile(join(dir, name));
-          const theirs = await readFile(join(c.dataDir, 'pg_wal', name));
-          assert.ok(ours.equals(theirs), `segment ${name} differs from the server's`);
-        }
         const [{ restart }] = await c.sql<{ restart: string }>(`SELECT restart_lsn::text AS restart FROM pg_replication_slots WHERE slot_name = '${slot}'`);
         assert.ok(parseLsn(restart) > start, 'slot restart_lsn advanced with our flush feedback');
         await rc.dropSlot(slot).catch(() => undefined);
@@ -133,7 +136,10 @@ describe('base backup and WAL streaming', { concurrency: true }, () => {
         await c.sql('SELECT pg_reload_conf()');
         const segSize = await c.walSegmentSize();
         const rc = await ReplicationClient.connect({ ...repl(c), applicationName: 'slowpoke' });
-        const id = await rc.identifySystem();
+        const slot = `slow_${version}`;
+        await rc.createPhysicalSlot(slot, { reserveWal: true });
+        const [{ lsn }] = await c.sql<{ lsn: string }>(`SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = '${slot}'`);
+        const start = parseLsn(lsn);
         const load = startBackgroundLoad(c, { table: 'slow', rowsPerTx: 500, switchEveryMs: 400 });
         const dir = await scratch(`slow${version}`);
         let pollErr: unknown = null;
@@ -148,23 +154,21 @@ describe('base backup and WAL streaming', { concurrency: true }, () => {
         }, 200);
         try {
           const res = await streamWal(rc, {
-            start: id.xlogPos,
-            until: id.xlogPos + 3n * BigInt(segSize),
+            start,
+            until: start + 3n * BigInt(segSize),
             timeline: 1,
             segSize,
             walDir: dir,
+            slot,
             perChunkDelayMs: 3,
             statusIntervalMs: 500,
+            onSegment: sameAsServer(c),
           });
           assert.ok(res.complete.length >= 2);
-          for (const name of res.complete) {
-            const ours = await readFile(join(dir, name));
-            const theirs = await readFile(join(c.dataDir, 'pg_wal', name));
-            assert.ok(ours.equals(theirs), `segment ${name} differs`);
-          }
         } finally {
           clearInterval(poll);
           await load.stop();
+          await rc.dropSlot(slot).catch(() => undefined);
           await rc.close();
           await c.sql(`ALTER SYSTEM RESET wal_sender_timeout`);
           await c.sql('SELECT pg_reload_conf()');
@@ -184,16 +188,26 @@ describe('non-default wal_segment_size', () => {
     const segSize = await c.walSegmentSize();
     assert.equal(segSize, 1 << 20);
     const rc = await ReplicationClient.connect(repl(c));
-    const id = await rc.identifySystem();
     assert.equal(await rc.walSegmentSize(), 1 << 20);
+    await rc.createPhysicalSlot('seg1mb', { reserveWal: true });
+    const [{ lsn }] = await c.sql<{ lsn: string }>(`SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'seg1mb'`);
+    const start = parseLsn(lsn);
     await generateLoad(c, { rows: 30000, batches: 6, switches: 3 });
     const dir = await scratch('seg1mb');
-    const res = await streamWal(rc, { start: id.xlogPos, until: id.xlogPos + 3n * BigInt(segSize), timeline: 1, segSize, walDir: dir });
-    for (const name of res.complete) {
-      const ours = await readFile(join(dir, name));
-      assert.equal((await stat(join(c.dataDir, 'pg_wal', name))).size, segSize);
-      assert.ok(ours.equals(await readFile(join(c.dataDir, 'pg_wal', name))), name);
-    }
+    const res = await streamWal(rc, {
+      start,
+      until: start + 3n * BigInt(segSize),
+      timeline: 1,
+      segSize,
+      walDir: dir,
+      slot: 'seg1mb',
+      onSegment: async (name, ours) => {
+        assert.equal((await stat(join(c.dataDir, 'pg_wal', name))).size, segSize);
+        await sameAsServer(c)(name, ours);
+      },
+    });
+    assert.ok(res.complete.length >= 3);
+    await rc.dropSlot('seg1mb').catch(() => undefined);
     await rc.close();
   });
 });

@@ -58,7 +58,18 @@ export async function takePlainBackup(
  */
 export async function streamWal(
   rc: ReplicationClient,
-  o: { start: Lsn; until: Lsn; timeline: number; segSize: number; walDir: string; slot?: string; perChunkDelayMs?: number; statusIntervalMs?: number },
+  o: {
+    start: Lsn;
+    until: Lsn;
+    timeline: number;
+    segSize: number;
+    walDir: string;
+    slot?: string;
+    perChunkDelayMs?: number;
+    statusIntervalMs?: number;
+    /** called for each completed segment before its flush is reported (the server still has it) */
+    onSegment?: (name: string, content: Buffer) => Promise<void>;
+  },
 ): Promise<{ complete: string[]; flushed: Lsn }> {
   await mkdir(o.walDir, { recursive: true });
   const startSeg = segmentOf(o.start, o.segSize);
@@ -97,6 +108,7 @@ export async function streamWal(
       pos += BigInt(n);
       if (segmentOffset(pos, o.segSize) === 0) {
         await flushSeg(true);
+        await o.onSegment?.(complete.at(-1)!, buf);
         seg += 1n;
         buf = Buffer.alloc(o.segSize);
         stream.sendStatus({ flush: pos });

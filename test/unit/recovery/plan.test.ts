@@ -179,7 +179,7 @@ describe('timelines', () => {
     const old = { ...B1, pgVersion: 110005 };
     const p = planRecovery(input({ backups: [old], backupRef: old.backupId, histories, lastWal: last }));
     assert.equal(p.targetTli, 1);
-    assert.match(p.notes.join('\n'), /defaults to current \(PostgreSQL 11\)/);
+    assert.match(p.notes.join('\n'), /following the current timeline, as PostgreSQL 11 does by default/);
   });
   test('a requested timeline that does not contain the backup is refused', () => {
     const histories = new Map([[2, h2], [3, h3]]);

@@ -340,7 +340,9 @@ export async function prepareRecovery(env: RecoverEnv, o: RecoverOptions): Promi
   if (o.targetAction !== undefined && target.kind === 'end') {
     throw new BarmantsError('usage', '--target-action needs a recovery target (--target-time, -xid, -lsn, -name or -immediate)');
   }
-  const walFiles = getWal ? [] : walFilesForPlan(catalog, layout, plan);
+  // A standby keeps asking for WAL after the copy: a zero-padded .partial copied under its final
+  // name would stop it at that point forever, since the complete segment would never replace it.
+  const walFiles = getWal ? [] : walFilesForPlan(catalog, layout, plan, { partial: !standby });
   const targetTliSetting: number | 'latest' = standby && (targetTli === null || targetTli.kind === 'latest') ? 'latest' : plan.targetTli;
 
   let dest = o.dest;
@@ -447,7 +449,7 @@ export function baseResult(p: PreparedRecovery, o: RecoverOptions, remote: strin
   };
 }
 
-export function nextSteps(p: PreparedRecovery, remote: string | null): string[] {
+export function nextSteps(p: PreparedRecovery, remote: string | null, action: TargetAction | null = null): string[] {
   const steps: string[] = [];
   const where = remote ? ` on ${remote}` : '';
   if (process.getuid?.() === 0 || remote) {
@@ -455,7 +457,7 @@ export function nextSteps(p: PreparedRecovery, remote: string | null): string[] 
   }
   if (p.getWal) steps.push(`the restore_command runs barmants get-wal: PostgreSQL's user${where} must be able to run it and reach the repository`);
   steps.push(`review ${p.dest}/postgresql.auto.conf, then start the server${where}: pg_ctl -D ${p.dest} start`);
-  if (p.target.kind !== 'end' && !p.standby) steps.push('when the target is reached, check the data, then run SELECT pg_wal_replay_resume() (or use --target-action promote next time)');
+  if (p.target.kind !== 'end' && !p.standby && action !== 'promote' && action !== 'shutdown') steps.push('when the target is reached, check the data, then run SELECT pg_wal_replay_resume() (or use --target-action promote next time)');
   steps.push('archiving is off (archive_command = false): set it up again before this server becomes a primary someone depends on');
   return steps;
 }
@@ -559,7 +561,7 @@ export async function recover(env: RecoverEnv, o: RecoverOptions): Promise<Recov
   } finally {
     await runHooks({ operation: 'recovery', phase: 'post', hooks: p.server.hooks, vars: hookVars(p, env, o, error), logger: log }).catch((e) => log.warn(String(e)));
   }
-  r.next_steps = nextSteps(p, null);
+  r.next_steps = nextSteps(p, null, o.targetAction ?? null);
   r.elapsed_seconds = (Date.now() - started) / 1000;
   log.info(`backup ${p.info.backupId} restored into ${p.dest} in ${r.elapsed_seconds.toFixed(1)} s`);
   return r;

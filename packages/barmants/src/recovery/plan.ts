@@ -209,7 +209,7 @@ function resolveTargetTimeline(input: PlanInput, backup: PlanBackup, notes: stri
   if (requested === null) {
     const major = backup.pgVersion >= 10000 ? Math.floor(backup.pgVersion / 10000) : backup.pgVersion;
     requested = major >= 12 ? { kind: 'latest' } : { kind: 'current' };
-    notes.push(`target timeline defaults to ${requested.kind} (PostgreSQL ${major})`);
+    notes.push(`no --target-tli given: following the ${requested.kind} timeline, as PostgreSQL ${major} does by default`);
   }
   if (requested.kind === 'current') return backup.timeline;
   if (requested.kind === 'number') {

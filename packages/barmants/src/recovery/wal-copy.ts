@@ -28,7 +28,8 @@ export interface WalFileToCopy {
 }
 
 /** Every WAL file the plan needs, in replay order (history files first). */
-export function walFilesForPlan(catalog: Catalog, layout: ServerLayout, plan: RecoveryPlan): WalFileToCopy[] {
+export function walFilesForPlan(catalog: Catalog, layout: ServerLayout, plan: RecoveryPlan, opts: { partial?: boolean } = {}): WalFileToCopy[] {
+  const withPartial = plan.includePartial && (opts.partial ?? true);
   const server = layout.server;
   const segSize = plan.backup.walSegmentSize;
   const out: WalFileToCopy[] = [];
@@ -51,7 +52,7 @@ export function walFilesForPlan(catalog: Catalog, layout: ServerLayout, plan: Re
       const codec = w.compression && isCodec(w.compression) ? w.compression : 'none';
       out.push({ name: w.name, source: layout.walFilePath(w.name, codec), codec, sha256: w.checksum, size: w.size, kind: 'segment' });
     }
-    if (plan.includePartial && r === last) {
+    if (withPartial && r === last) {
       const name = walFileName(r.tli, r.toSegno, segSize);
       out.push({ name, source: layout.partialPath(name), codec: 'none', sha256: null, size: segSize, kind: 'partial' });
     }

@@ -240,7 +240,7 @@ export async function recoverRemote(env: RecoverEnv, o: RecoverOptions, p: Prepa
     } finally {
       await runHooks({ operation: 'recovery', phase: 'post', hooks: p.server.hooks, vars: hookVars(p, env, o, error), logger: log }).catch((e) => log.warn(String(e)));
     }
-    r.next_steps = nextSteps(p, hostLabel);
+    r.next_steps = nextSteps(p, hostLabel, o.targetAction ?? null);
     r.elapsed_seconds = (Date.now() - started) / 1000;
     return r;
   } finally {

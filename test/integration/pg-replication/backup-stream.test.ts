@@ -67,6 +67,10 @@ describe('base backup and WAL streaming', { concurrency: true }, () => {
         await c.sql('INSERT INTO in_ts SELECT generate_series(1, 5000)');
         await generateLoad(c, { table: 'before_backup', rows: 20000, batches: 4 });
         const dir = join(await scratch(`bb${version}`), 'data');
+        // As pg_basebackup -X stream does: a temporary slot, made before the backup starts, keeps
+        // the backup's WAL on the server until we have streamed it (a checkpoint may come between).
+        const rc2 = await ReplicationClient.connect(repl(c));
+        await rc2.createPhysicalSlot(`bb_tmp_${version}`, { reserveWal: true, temporary: true });
         const rc = await ReplicationClient.connect(repl(c));
         const res = await takePlainBackup(rc, dir, { label: `barmants test ${version}` });
         assert.ok(res.endLsn >= res.startLsn);
@@ -80,8 +84,7 @@ describe('base backup and WAL streaming', { concurrency: true }, () => {
         await switchWal(c);
         const segSize = await c.walSegmentSize();
         const endSegEnd = segmentStart(segmentOf(res.endLsn, segSize) + 1n, segSize);
-        const rc2 = await ReplicationClient.connect(repl(c));
-        const wal = await streamWal(rc2, { start: res.startLsn, until: endSegEnd, timeline: res.startTimeline, segSize, walDir: join(dir, 'pg_wal') });
+        const wal = await streamWal(rc2, { start: res.startLsn, until: endSegEnd, timeline: res.startTimeline, segSize, walDir: join(dir, 'pg_wal'), slot: `bb_tmp_${version}` });
         assert.ok(wal.complete.length >= 1);
         await rc.close();
         await rc2.close();

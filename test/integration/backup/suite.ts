@@ -45,6 +45,9 @@ export function backupSuite(version: PgMajor, codecs: readonly (typeof CODECS)[n
         const b = JSON.parse(r.stdout).pg;
         assert.equal(b.status, 'DONE', r.stderr);
         assert.equal(b.compression, codec);
+        // The slot that held the backup's WAL on the server is gone once the WAL is fetched.
+        const slots = await cluster().sql(`SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'barmants_backup_%'`);
+        assert.deepEqual(slots, []);
         assert.equal(b.tablespaces.length, 1);
         assert.equal(b.tablespaces[0].name, 'ts1');
         assert.ok(b.cluster_size > 5 << 20);

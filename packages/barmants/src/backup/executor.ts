@@ -16,6 +16,7 @@ import {
   type BackupStartInfo,
   type FileChecksum,
   type Lsn,
+  type ReplicationClient,
 } from 'pg-replication';
 import type { BackupRecord, Catalog } from '../catalog/index.js';
 import type { ServerConfig } from '../config/index.js';
@@ -56,7 +57,7 @@ export interface BackupOptions {
   wait?: boolean;
   waitTimeoutSec?: number;
   /** fetch the backup's WAL itself (self-contained backup), like pg_basebackup -X stream */
-  fetchWal?: (rec: BackupRecord) => Promise<void>;
+  fetchWal?: (rec: BackupRecord, slot: string | null) => Promise<void>;
   onProgress?: (p: BackupProgress) => void;
   signal?: AbortSignal;
 }
@@ -132,6 +133,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
   const pool = new StoreWorkerPool();
   let sql: SqlSession | null = null;
   const codec = server.backupCompression.codec as Codec;
+  let walSlot: string | null = null;
   try {
     await repairInterruptedBackups(catalog, layout, log);
     if (opts.name) validateName(catalog, server.name, opts.name);
@@ -150,7 +152,21 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     await checkIdentity(layout, { systemId: id.systemId, pgVersion: rc.serverVersionNum, walSegmentSize: segSize }, { log: (m) => log.info(m) });
     catalog.upsertServer({ name: server.name, systemId: id.systemId, pgVersion: rc.serverVersionNum, walSegmentSize: segSize });
 
+    // Slots left by a backup --wal that died are stale: we hold the backup lock, no other runs.
+    await dropStaleBackupSlots(sql, rc, log);
     const backupId = await uniqueBackupId(catalog, server.name);
+    if (opts.fetchWal) {
+      // As pg_basebackup -X stream: a slot made before the copy keeps the backup's WAL on the
+      // server until it is fetched, whatever checkpoints happen during a long copy.
+      walSlot = `${BACKUP_SLOT_PREFIX}${backupId.toLowerCase()}`;
+      try {
+        await rc.createPhysicalSlot(walSlot, { reserveWal: true });
+      } catch (err) {
+        await rc.close();
+        walSlot = null;
+        throw err;
+      }
+    }
     const started = new Date();
     await mkdir(layout.backupDir(backupId), { recursive: true, mode: 0o700 });
     rec = catalog.insertBackup({
@@ -394,7 +410,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     await writeBackupInfo(layout, rec);
     logB.info(`copy done: ${count} files, ${Math.round(res.bytes / 1048576)} MiB received, ${Math.round(stored / 1048576)} MiB stored in ${((Date.now() - t0) / 1000).toFixed(1)} s; WAL needed: ${rec.beginWal} to ${rec.endWal}`);
 
-    if (opts.fetchWal) await opts.fetchWal(rec);
+    if (opts.fetchWal) await opts.fetchWal(rec, walSlot);
     rec = (await completeBackupIfArchived(catalog, layout, server.name, backupId, logB)) ?? rec;
     if (opts.wait && rec.status !== 'DONE') {
       rec = await waitForWal(catalog, layout, server.name, backupId, logB, opts.waitTimeoutSec ?? 0, opts.signal);
@@ -418,9 +434,33 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     }
     throw err;
   } finally {
+    if (walSlot) await dropBackupSlot(server, walSlot, log);
     await pool.close();
     await sql?.close();
     await lock.release();
+  }
+}
+
+const BACKUP_SLOT_PREFIX = 'barmants_backup_';
+
+async function dropBackupSlot(server: ServerConfig, slot: string, log: Logger): Promise<void> {
+  try {
+    const rc = await connectReplication(server, 'backup');
+    try {
+      await rc.dropSlot(slot);
+    } finally {
+      await rc.close();
+    }
+  } catch (err) {
+    log.warn(`could not drop replication slot '${slot}' (${(err as Error).message}): the next backup drops it, or run SELECT pg_drop_replication_slot('${slot}') so that it does not retain WAL`);
+  }
+}
+
+async function dropStaleBackupSlots(sql: SqlSession, rc: ReplicationClient, log: Logger): Promise<void> {
+  const rows = await sql.query<{ slot_name: string }>(`SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'barmants\\_backup\\_%' AND NOT active`);
+  for (const r of rows) {
+    await rc.dropSlot(r.slot_name).catch(() => undefined);
+    log.warn(`dropped replication slot '${r.slot_name}' left by an interrupted backup --wal`);
   }
 }
 

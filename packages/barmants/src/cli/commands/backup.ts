@@ -131,7 +131,7 @@ async function perServer<T>(ctx: Context, names: string[], fn: (s: ServerConfig)
  * it already archives this WAL: nothing to do. Failures are logged, not thrown: the backup's
  * files are good, it stays WAITING_FOR_WALS and the command reports it.
  */
-export async function fetchBackupWal(deps: BackupDeps, rec: BackupRecord, signal: AbortSignal, timeoutSec: number): Promise<void> {
+export async function fetchBackupWal(deps: BackupDeps, rec: BackupRecord, signal: AbortSignal, timeoutSec: number, slot: string | null = null): Promise<void> {
   const { server, layout, catalog } = deps;
   const log = deps.logger.child({ server: server.name, component: 'backup', backup: rec.backupId });
   if (!rec.beginWal || !rec.endWal || !rec.walSegmentSize || rec.endLsn === null) return;
@@ -172,7 +172,7 @@ export async function fetchBackupWal(deps: BackupDeps, rec: BackupRecord, signal
     }
     const stopAt: Lsn = rec.endLsn > 0n ? rec.endLsn - 1n : 0n;
     log.info(`fetching WAL ${walFileName(from.tli, first, segSize)} to ${rec.endWal} (up to ${formatLsn(stopAt)}) for backup ${rec.backupId}`);
-    const receiver = new WalReceiver({ server, layout, catalog, logger: deps.logger, stopAt, slot: null, lock: false, synchronous: false, backoffCapMs: 5000 });
+    const receiver = new WalReceiver({ server, layout, catalog, logger: deps.logger, stopAt, slot, lock: false, synchronous: false, backoffCapMs: 5000 });
     const signals = [signal];
     if (timeoutSec > 0) signals.push(AbortSignal.timeout(timeoutSec * 1000));
     await receiver.run(AbortSignal.any(signals));
@@ -232,7 +232,7 @@ const backup: CommandSpec = {
           onProgress: (p) => progress.update({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }),
           signal: ctx.abort.signal,
         };
-        if (args.wal) opts.fetchWal = (rec) => fetchBackupWal(deps, rec, ctx.abort.signal, Number(args.waitTimeout ?? 0) || 600);
+        if (args.wal) opts.fetchWal = (rec, slot) => fetchBackupWal(deps, rec, ctx.abort.signal, Number(args.waitTimeout ?? 0) || 600, slot);
         try {
           return await runBackup(deps, opts);
         } finally {

@@ -14,8 +14,8 @@
 import { Buffer } from 'node:buffer';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { compressFrame } from 'lz4-napi';
-import { CompressStream, DecompressStream } from 'zstd-napi';
+import { compressFrame, compressFrameSync } from 'lz4-napi';
+import { Compressor, CompressStream, DecompressStream } from 'zstd-napi';
 
 export type Codec = 'none' | 'gzip' | 'lz4' | 'zstd';
 export const CODECS: readonly Codec[] = ['none', 'gzip', 'lz4', 'zstd'];
@@ -380,4 +380,33 @@ export function lz4DecodeBlock(src: Uint8Array, dst: Buffer, pos: number): numbe
 
 function lz4Error(message: string): Error {
   return Object.assign(new Error(message), { code: 'ERR_LZ4_CORRUPT' });
+}
+
+const zstdCompressors = new Map<number, Compressor>();
+
+/**
+ * Compresses a whole small buffer in one call, in the same formats as createCompressor (a
+ * complete gzip member, zstd frame or LZ4 frame). For the thousands of small files of a cluster,
+ * a stream pipeline and a fresh compression context per file cost more than the compression.
+ * zstd contexts are reused per level (one per thread: this runs in the store workers).
+ */
+export function compressWhole(codec: Codec, data: Buffer, level?: number): Buffer {
+  switch (codec) {
+    case 'none':
+      return data;
+    case 'gzip':
+      return zlib.gzipSync(data, { level: level ?? DEFAULT_LEVELS.gzip! });
+    case 'lz4':
+      return compressFrameSync(data);
+    case 'zstd': {
+      const lvl = level ?? DEFAULT_LEVELS.zstd!;
+      let c = zstdCompressors.get(lvl);
+      if (!c) {
+        c = new Compressor();
+        c.setParameters({ compressionLevel: lvl, checksumFlag: true });
+        zstdCompressors.set(lvl, c);
+      }
+      return c.compress(data);
+    }
+  }
 }

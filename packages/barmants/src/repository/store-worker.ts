@@ -3,7 +3,13 @@
 // acknowledging each chunk when it is pulled so the main thread can bound the bytes in flight.
 import { parentPort } from 'node:worker_threads';
 import type { Codec } from './codec.js';
-import { hashStoredFile, storeChunks, storeFile, type StoreFileJob } from './storing.js';
+import { hashStoredFile, storeChunks, storeFile, storeSmall, type StoreFileJob } from './storing.js';
+import { dirname } from 'node:path';
+import { fsyncDir } from './durable.js';
+
+async function fsyncDirs(paths: string[]): Promise<void> {
+  for (const d of new Set(paths.map((p) => dirname(p)))) await fsyncDir(d);
+}
 
 export type WorkerRequest =
   | { id: number; type: 'store'; job: StoreFileJob }
@@ -73,7 +79,8 @@ port.on('message', (msg: WorkerRequest) => {
     case 'storeBatch':
       reply(msg.id, (async () => {
         const out = [];
-        for (const job of msg.jobs) out.push(await storeChunks((job.source as Uint8Array[]).map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength)), job.dest, job.codec, job.level, msg.sync));
+        for (const job of msg.jobs) out.push(storeSmall(job.source as Uint8Array[], job.dest, job.codec, job.level, msg.sync));
+        if (msg.sync && msg.jobs.length) await fsyncDirs(msg.jobs.map((j) => j.dest));
         return out;
       })());
       break;

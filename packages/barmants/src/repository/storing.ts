@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { sha256Buffers, sha256File } from './checksum.js';
-import { createCompressor, createDecompressor, type Codec } from './codec.js';
+import { compressWhole, createCompressor, createDecompressor, type Codec } from './codec.js';
 import { DurableWriter, fsyncDir, linkDurable, TMP_SUFFIX } from './durable.js';
 
 export interface StoredFile {
@@ -158,4 +158,29 @@ export async function storePlain(source: Iterable<Uint8Array> | AsyncIterable<Ui
   renameSync(tmp, dest);
   if (sync) await fsyncDir(dirname(dest));
   return { checksum: hash.digest('hex'), size, storedSize: size, reused: false };
+}
+
+/**
+ * Stores a small file held in memory: one hash, one compression call, one write. The batch path
+ * of the store workers (see StoreWorkerPool.storeBatch).
+ */
+export function storeSmall(source: Uint8Array[], dest: string, codec: Codec, level: number | undefined, sync: boolean): StoredFile {
+  const data = source.length === 1 ? Buffer.from(source[0]!.buffer, source[0]!.byteOffset, source[0]!.byteLength) : Buffer.concat(source);
+  const checksum = createHash('sha256').update(data).digest('hex');
+  const out = compressWhole(codec, data, level);
+  const tmp = dest + TMP_SUFFIX;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    fchmodSync(fd, 0o600);
+    let off = 0;
+    while (off < out.length) off += writeSync(fd, out, off, out.length - off);
+    if (sync) fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, dest);
+  return { checksum, size: data.length, storedSize: out.length, reused: false };
 }

@@ -3,7 +3,7 @@
 // acknowledging each chunk when it is pulled so the main thread can bound the bytes in flight.
 import { parentPort } from 'node:worker_threads';
 import type { Codec } from './codec.js';
-import { hashStoredFile, storeChunks, storeFile, storeSmall, type StoreFileJob } from './storing.js';
+import { hashStoredFile, storeFile, storeFramed, storeSmall, type StoreFileJob } from './storing.js';
 import { dirname } from 'node:path';
 import { fsyncDir } from './durable.js';
 
@@ -90,7 +90,7 @@ port.on('message', (msg: WorkerRequest) => {
     case 'streamOpen': {
       const f = new ChunkFeed(msg.id);
       feed = f;
-      reply(msg.id, storeChunks(f, msg.dest, msg.codec, msg.level, msg.sync ?? true).finally(() => {
+      reply(msg.id, storeFramed(f, msg.dest, msg.codec, msg.level, msg.sync ?? true).finally(() => {
         if (feed === f) feed = null;
       }));
       break;

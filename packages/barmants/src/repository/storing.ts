@@ -184,3 +184,45 @@ export function storeSmall(source: Uint8Array[], dest: string, codec: Codec, lev
   renameSync(tmp, dest);
   return { checksum, size: data.length, storedSize: out.length, reused: false };
 }
+
+/**
+ * Streams a large file into storage as a sequence of independently compressed frames, one per
+ * chunk (at most 1 MiB): concatenated gzip members, zstd frames and LZ4 frames are each a valid
+ * file of their codec. One compression call per chunk with a reused context, instead of a stream
+ * pipeline, keeps the store workers' CPU on compression itself.
+ */
+export async function storeFramed(source: AsyncIterable<Uint8Array>, dest: string, codec: Codec, level: number | undefined, sync: boolean): Promise<StoredFile> {
+  const tmp = dest + TMP_SUFFIX;
+  const fd = openSync(tmp, 'w', 0o600);
+  const hash = createHash('sha256');
+  let size = 0;
+  let stored = 0;
+  try {
+    fchmodSync(fd, 0o600);
+    for await (const chunk of source) {
+      if (chunk.length === 0) continue;
+      const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      hash.update(data);
+      size += data.length;
+      const out = compressWhole(codec, data, level);
+      let off = 0;
+      while (off < out.length) off += writeSync(fd, out, off, out.length - off, stored + off);
+      stored += out.length;
+    }
+    if (size === 0 && codec !== 'none') {
+      // An empty file is still a valid, empty compressed file.
+      const out = compressWhole(codec, Buffer.alloc(0), level);
+      writeSync(fd, out, 0, out.length, 0);
+      stored = out.length;
+    }
+    if (sync) fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, dest);
+  if (sync) await fsyncDir(dirname(dest));
+  return { checksum: hash.digest('hex'), size, storedSize: stored, reused: false };
+}

@@ -14,8 +14,8 @@
 import { Buffer } from 'node:buffer';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { compressFrame, compressFrameSync } from 'lz4-napi';
-import { Compressor, CompressStream, DecompressStream } from 'zstd-napi';
+import { compressFrame, compressFrameSync, decompressFrameSync } from 'lz4-napi';
+import { Compressor, CompressStream, DecompressStream, decompress as zstdDecompress } from 'zstd-napi';
 
 export type Codec = 'none' | 'gzip' | 'lz4' | 'zstd';
 export const CODECS: readonly Codec[] = ['none', 'gzip', 'lz4', 'zstd'];
@@ -408,5 +408,22 @@ export function compressWhole(codec: Codec, data: Buffer, level?: number): Buffe
       }
       return c.compress(data);
     }
+  }
+}
+
+/**
+ * Decompresses a whole small stored file held in memory (the counterpart of compressWhole, for
+ * files stored in one frame). Larger files go through createDecompressor.
+ */
+export function decompressWhole(codec: Codec, data: Buffer): Buffer {
+  switch (codec) {
+    case 'none':
+      return data;
+    case 'gzip':
+      return zlib.gunzipSync(data);
+    case 'lz4':
+      return decompressFrameSync(data);
+    case 'zstd':
+      return zstdDecompress(data);
   }
 }

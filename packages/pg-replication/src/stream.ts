@@ -36,6 +36,8 @@ export interface WalChunk {
 
 export type WalMessage = WalChunk | KeepaliveMessage;
 
+const COALESCE_LIMIT = 1 << 20;
+
 export type StreamEnd = { readonly reason: 'timeline-end'; readonly nextTimeline: number; readonly nextStart: Lsn } | { readonly reason: 'stopped' };
 
 export class WalStream implements AsyncIterable<WalMessage> {
@@ -170,9 +172,12 @@ export class WalStream implements AsyncIterable<WalMessage> {
   /** Next message, or null when streaming has ended. Rejects on error. */
   async next(): Promise<WalMessage | null> {
     for (;;) {
-      const m = this.queue.shift();
+      let m = this.queue.shift();
       if (m) {
-        if (m.type === 'xlogdata') this.queuedBytes -= m.data.length;
+        if (m.type === 'xlogdata') {
+          this.queuedBytes -= m.data.length;
+          m = this.coalesce(m);
+        }
         if (this.paused && this.queuedBytes < this.hwm / 2 && this.conn) {
           this.paused = false;
           this.conn.stream.resume();
@@ -185,6 +190,30 @@ export class WalStream implements AsyncIterable<WalMessage> {
       }
       await new Promise<void>((r) => (this.waiter = r));
     }
+  }
+
+  /**
+   * Merges the contiguous XLogData already queued behind `first` (up to 1 MiB): when the consumer
+   * falls behind a burst of small messages, it gets one chunk to write instead of hundreds.
+   */
+  private coalesce(first: WalChunk): WalChunk {
+    let next = this.queue[0];
+    if (!next || next.type !== 'xlogdata') return first;
+    const parts = [first.data];
+    let end = first.walStart + BigInt(first.data.length);
+    let total = first.data.length;
+    let last: WalChunk = first;
+    while (next && next.type === 'xlogdata' && next.walStart === end && total + next.data.length <= COALESCE_LIMIT) {
+      this.queue.shift();
+      this.queuedBytes -= next.data.length;
+      parts.push(next.data);
+      total += next.data.length;
+      end += BigInt(next.data.length);
+      last = next;
+      next = this.queue[0];
+    }
+    if (parts.length === 1) return first;
+    return { type: 'xlogdata', walStart: first.walStart, walEnd: last.walEnd, sendTime: last.sendTime, data: Buffer.concat(parts, total) };
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<WalMessage> {

@@ -58,6 +58,8 @@ export interface CliRun {
   code: number;
   stdout: string;
   stderr: string;
+  /** the signal that ended the process, if one did (code is then 128) */
+  signal?: NodeJS.Signals | null;
 }
 
 /** Runs the built CLI (`node packages/barmants/bin/barmants.js ...args`) to completion. */
@@ -72,7 +74,7 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolvePromise({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+      resolvePromise({ code: code ?? (signal ? 128 : 1), stdout, stderr, signal });
     });
   });
 }

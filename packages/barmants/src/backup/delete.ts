@@ -9,6 +9,7 @@ import { isCodec, removeDurable, fsyncDir, acquireLock, type Codec, type ServerL
 import type { BackupRecord, Catalog } from '../catalog/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';
+import { failpoint } from '../failpoint/index.js';
 import { runHooks } from '../hooks/index.js';
 import type { Logger } from '../log/index.js';
 import { walRetention } from '../retention/index.js';
@@ -95,6 +96,7 @@ export async function deleteBackup(deps: DeleteDeps, rec: BackupRecord): Promise
     log.info(`deleting backup ${current.backupId} of server '${server.name}'`);
     const marked = catalog.updateBackup(server.name, current.backupId, { status: 'DELETING' });
     await writeBackupInfo(layout, marked).catch(() => undefined);
+    failpoint('delete-after-mark');
     await removeBackupFiles(layout, catalog, current.backupId);
     const walRemoved = await removeUnneededWal(catalog, layout, log);
     await runHooks({ operation: 'delete', phase: 'post', hooks: server.hooks, vars, logger: log });

@@ -38,6 +38,7 @@ import {
 import { FileListWriter, checkMemberPath, readFileList, storedPath, writeBackupInfo, type FileEntry } from './info.js';
 import { backupIdFor, BACKUP_ID_RE, isoLocal, RESERVED_BACKUP_NAMES } from './time.js';
 import { completeBackupIfArchived, removeTempFiles, repairInterruptedBackups } from './lifecycle.js';
+import { failpoint } from '../failpoint/index.js';
 
 /** Members up to this size are batched to the store workers rather than streamed. */
 const SMALL_FILE = 1 << 20;
@@ -224,6 +225,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     let stored = 0;
     let dedup = 0;
     let count = 0;
+    let recorded = 0;
     let bytesTotal: number | null = null;
     let startInfo: BackupStartInfo | null = null;
     let manifestAlg: 'CRC32C' = 'CRC32C';
@@ -281,6 +283,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
           dedup += d.storedSize;
           await files.add({ ...base, size: d.size, sha256: d.checksum, stored: d.storedSize });
         }
+        if (++recorded === 100) failpoint('backup-mid-copy');
       };
       if (codec === 'none') {
         // Uncompressed: hash and write from this thread; a worker would only add a copy per chunk.
@@ -383,6 +386,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     }
     const endLsn: Lsn = res.endLsn;
     const ended = new Date();
+    failpoint('backup-before-done');
     rec = catalog.updateBackup(server.name, backupId, {
       status: 'WAITING_FOR_WALS',
       beginLsn: res.startLsn,

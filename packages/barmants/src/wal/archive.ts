@@ -10,6 +10,7 @@ import { basename } from 'node:path';
 import { parseTimelineHistory, parseWalFileName, historyFileName } from 'pg-replication';
 import { type Catalog, type WalSegmentRecord, WalSegmentConflictError, HistoryFileConflictError } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
+import { failpoint } from '../failpoint/index.js';
 import {
   type Codec, type ServerLayout, defaultStorePool, ensureDir, renameDurable, writeFileDurable, codecSuffix,
 } from '../repository/index.js';
@@ -82,6 +83,7 @@ export async function archiveSegment(src: SegmentSource): Promise<ArchivedSegmen
   if (stored.size !== segSize) {
     throw new BarmantsError('integrity', `segment ${name} has ${stored.size} bytes, expected ${segSize}`);
   }
+  failpoint('wal-after-store-before-catalog');
   const record: WalSegmentRecord = {
     server: layout.server,
     timeline: tli,
@@ -95,6 +97,7 @@ export async function archiveSegment(src: SegmentSource): Promise<ArchivedSegmen
   };
   try {
     catalog.addWalSegment(record);
+    failpoint('wal-after-catalog-before-unlink');
     return { outcome: 'added', name, path: dest, record };
   } catch (err) {
     if (err instanceof WalSegmentConflictError) {

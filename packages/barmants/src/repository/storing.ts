@@ -136,28 +136,7 @@ export async function hashStoredFile(path: string, codec: Codec): Promise<{ chec
  * loop). Writes go to the page cache; `sync: false` leaves fsync to the caller (syncTree).
  */
 export async function storePlain(source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, dest: string, sync = true): Promise<StoredFile> {
-  const tmp = dest + TMP_SUFFIX;
-  const fd = openSync(tmp, 'w', 0o600);
-  const hash = createHash('sha256');
-  let size = 0;
-  try {
-    fchmodSync(fd, 0o600);
-    for await (const chunk of source) {
-      hash.update(chunk);
-      let off = 0;
-      while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off, size + off);
-      size += chunk.length;
-    }
-    if (sync) fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, dest);
-  if (sync) await fsyncDir(dirname(dest));
-  return { checksum: hash.digest('hex'), size, storedSize: size, reused: false };
+  return storeFramed(source, dest, 'none', undefined, sync);
 }
 
 /**
@@ -191,7 +170,7 @@ export function storeSmall(source: Uint8Array[], dest: string, codec: Codec, lev
  * file of their codec. One compression call per chunk with a reused context, instead of a stream
  * pipeline, keeps the store workers' CPU on compression itself.
  */
-export async function storeFramed(source: AsyncIterable<Uint8Array>, dest: string, codec: Codec, level: number | undefined, sync: boolean): Promise<StoredFile> {
+export async function storeFramed(source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, dest: string, codec: Codec, level: number | undefined, sync: boolean): Promise<StoredFile> {
   const tmp = dest + TMP_SUFFIX;
   const fd = openSync(tmp, 'w', 0o600);
   const hash = createHash('sha256');

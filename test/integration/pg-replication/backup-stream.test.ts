@@ -46,6 +46,13 @@ async function checkManifest(dataDir: string, tsDirs: Map<number, string>, manif
   return checked;
 }
 
+/** Creates a physical slot reserving WAL and returns where it starts. */
+async function slotStart(c: Cluster, rc: ReplicationClient, slot: string): Promise<bigint> {
+  await rc.createPhysicalSlot(slot, { reserveWal: true });
+  const [{ lsn }] = await c.sql<{ lsn: string }>('SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+  return parseLsn(lsn);
+}
+
 /** Compares a completed segment with the server's own copy in pg_wal. */
 function sameAsServer(c: Cluster) {
   return async (name: string, ours: Buffer) => {
@@ -116,9 +123,7 @@ describe('base backup and WAL streaming', { concurrency: true }, () => {
         const segSize = await c.walSegmentSize();
         const rc = await ReplicationClient.connect({ ...repl(c), applicationName: 'bytecheck' });
         const slot = `bytes_${version}`;
-        await rc.createPhysicalSlot(slot, { reserveWal: true });
-        const [{ lsn }] = await c.sql<{ lsn: string }>(`SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = '${slot}'`);
-        const start = parseLsn(lsn);
+        const start = await slotStart(c, rc, slot);
         const load = startBackgroundLoad(c, { table: 'streamed', rowsPerTx: 200, switchEveryMs: 300 });
         const dir = await scratch(`wal${version}`);
         // Each segment is compared as soon as it is complete, before its flush is reported: the
@@ -140,9 +145,7 @@ describe('base backup and WAL streaming', { concurrency: true }, () => {
         const segSize = await c.walSegmentSize();
         const rc = await ReplicationClient.connect({ ...repl(c), applicationName: 'slowpoke' });
         const slot = `slow_${version}`;
-        await rc.createPhysicalSlot(slot, { reserveWal: true });
-        const [{ lsn }] = await c.sql<{ lsn: string }>(`SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = '${slot}'`);
-        const start = parseLsn(lsn);
+        const start = await slotStart(c, rc, slot);
         const load = startBackgroundLoad(c, { table: 'slow', rowsPerTx: 500, switchEveryMs: 400 });
         const dir = await scratch(`slow${version}`);
         let pollErr: unknown = null;
@@ -192,9 +195,7 @@ describe('non-default wal_segment_size', () => {
     assert.equal(segSize, 1 << 20);
     const rc = await ReplicationClient.connect(repl(c));
     assert.equal(await rc.walSegmentSize(), 1 << 20);
-    await rc.createPhysicalSlot('seg1mb', { reserveWal: true });
-    const [{ lsn }] = await c.sql<{ lsn: string }>(`SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = 'seg1mb'`);
-    const start = parseLsn(lsn);
+    const start = await slotStart(c, rc, 'seg1mb');
     await generateLoad(c, { rows: 30000, batches: 6, switches: 3 });
     const dir = await scratch('seg1mb');
     const res = await streamWal(rc, {

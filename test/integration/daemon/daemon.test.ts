@@ -82,6 +82,7 @@ describe(`barmants daemon on PostgreSQL ${version}`, () => {
       daemon.child.kill('SIGHUP');
       await waitFor(() => /configuration reload failed, the previous configuration stays in force/.test(daemon.stderr()), 'reload refusal logged', 30_000);
       await writeFile(cfg.path, good);
+      await generateLoad(c, { rows: 100 });
       const closed = await switchWal(c);
       await waitFor(() => catalog.getWalSegment('pg', closed) !== null, `${closed} archived after the bad reload`, 60_000);
       assert.equal(daemon.child.exitCode, null, 'daemon still running');
@@ -105,6 +106,11 @@ describe(`barmants daemon on PostgreSQL ${version}`, () => {
     // Restart: the in-flight segment completes, no gap, identical to the server's segments.
     const again = startCli(['-c', cfg.path, 'daemon']);
     try {
+      // Wait for the handlers: a SIGTERM during module loading kills node by default. And write
+      // WAL before switching: the last daemon may have ended on a backup's own switch, when
+      // pg_switch_wal() is a no-op naming a segment that is already archived.
+      await waitFor(() => /barmants daemon started/.test(again.stderr()), 'daemon restart', 30_000);
+      await generateLoad(c, { rows: 100 });
       const closed = await switchWal(c);
       await waitFor(() => catalog.getWalSegment('pg', closed) !== null, `${closed} archived after the restart`, 60_000);
       const first = catalog.firstWalSegment('pg')!;

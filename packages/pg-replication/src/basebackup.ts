@@ -1,11 +1,11 @@
 /*
  * BASE_BACKUP over a physical walsender, for PostgreSQL 14 (one CopyOut per tablespace, then
- * the manifest) and 15+ (one CopyOut of typed messages 'n', 'd', 'p', 'm'). Archive bytes are
- * copied once into fresh 1 MiB slabs (pg reuses its receive buffer, PROTOCOL.md pitfall 1), fed to
- * a tar parser, and handed to the caller entry by entry. The socket is paused whenever the caller
- * is slower than the server, so memory stays bounded whatever the cluster size.
+ * the manifest) and 15+ (one CopyOut of typed messages 'n', 'd', 'p', 'm'). The tar archives are
+ * parsed where the bytes arrive (tar.ts) and each member's data is handed to the caller's sink as
+ * views of pg's receive buffer: no copy at all on the way, the caller copies or consumes what it
+ * needs during the call. When the caller returns a promise the socket is paused and the few bytes
+ * already received are kept (copied) until it settles, so memory stays bounded whatever the size.
  */
-import tar from 'tar-stream';
 import type { ChecksumAlgorithm } from './checksum.js';
 import type { ReplicationClient } from './client.js';
 import { quoteLiteral } from './client.js';
@@ -13,6 +13,7 @@ import type { PgConnection, ResultSet } from './command.js';
 import { ReplicationError } from './errors.js';
 import { parseLsn, type Lsn } from './lsn.js';
 import { CopyDataCode } from './messages.js';
+import { TarFormatError, TarParser, type TarHeader } from './tar.js';
 
 export interface BaseBackupOptions {
   label: string;
@@ -63,14 +64,25 @@ export interface BackupStartInfo {
   readonly tablespaces: TablespaceInfo[];
 }
 
+/** Receives one file member's bytes. */
+export interface MemberSink {
+  /**
+   * A piece of the member: a view of the receive buffer, valid only during the call (copy it or
+   * consume it now). A returned promise pauses the stream until it settles.
+   */
+  data(chunk: Buffer): void | Promise<void>;
+  /** After the last byte. The next member waits for a returned promise. */
+  end(): void | Promise<void>;
+}
+
 export interface BaseBackupHandlers {
-  /** before any archive data; the socket waits while the returned promise runs */
+  /** before any archive data; the stream waits while the returned promise runs */
   onStart?(info: BackupStartInfo): void | Promise<void>;
   /**
-   * One archive member. For files `content` is the member's bytes: consume it (for await) before
-   * the promise resolves. Entries arrive strictly one after another.
+   * One archive member, in archive order. For a file, return the sink for its bytes (null skips
+   * them). A returned promise pauses the stream until it settles.
    */
-  onEntry(entry: BackupEntry, content: AsyncIterable<Buffer> | null): Promise<void>;
+  onMember(entry: BackupEntry): MemberSink | null | void | Promise<MemberSink | null | void>;
   onProgress?(p: { bytesDone: number; bytesTotal: number | null }): void;
 }
 
@@ -120,7 +132,7 @@ export function buildBaseBackupCommand(serverVersionNum: number, o: BaseBackupOp
   return `BASE_BACKUP (${opts.join(', ')})`;
 }
 
-const SLAB = 1 << 20;
+const PROGRESS_STEP = 1 << 20;
 
 /** Counts reasons to keep the socket paused; resumes when none is left. */
 class SocketGate {
@@ -134,84 +146,157 @@ class SocketGate {
   }
 }
 
-/** One tar archive (one tablespace): slabs in, entries out to the handler, in order. */
-class ArchiveSink {
-  private readonly extract = tar.extract();
-  private slab: Buffer | null = null;
-  private used = 0;
-  readonly finished: Promise<void>;
-  private waitingDrain = false;
+type Pending = { kind: 'open'; tablespace: TablespaceInfo } | { kind: 'data'; buf: Buffer } | { kind: 'close' };
+
+/**
+ * The archives of one backup, one after another, into the caller's handlers. Bytes are parsed in
+ * place while nothing waits; while a handler's promise is pending they are copied into a queue
+ * (a socket buffer's worth, as the socket is paused) and replayed in order once it settles.
+ */
+class ArchiveReader {
+  private parser: TarParser | null = null;
+  private tablespace: TablespaceInfo | null = null;
+  private sink: MemberSink | null = null;
+  private entry: BackupEntry | null = null;
+  private waiting = false;
+  private readonly queue: Pending[] = [];
+  private idleWaiters: Array<() => void> = [];
+  private failed = false;
 
   constructor(
-    readonly tablespace: TablespaceInfo,
-    previous: Promise<void>,
-    handlers: BaseBackupHandlers,
+    private readonly handlers: BaseBackupHandlers,
     private readonly gate: SocketGate,
-    fail: (err: unknown) => void,
-  ) {
-    this.extract.on('entry', (header, stream, next) => {
-      const entry = toEntry(tablespace, header);
-      const run = async () => {
-        await previous;
-        await handlers.onEntry(entry, entry.type === 'file' ? (stream as unknown as AsyncIterable<Buffer>) : null);
-        // Whatever the handler left unread (directories, or a handler that skipped) is drained.
-        stream.resume();
-      };
-      run().then(
-        () => next(),
-        (err) => {
-          fail(err);
-          next(err as Error);
-        },
-      );
-    });
-    this.finished = new Promise<void>((resolve, reject) => {
-      this.extract.on('finish', () => resolve());
-      this.extract.on('error', (err: unknown) => {
-        reject(err);
-        fail(new ReplicationError('protocol', `malformed tar archive for ${describe(tablespace)}: ${(err as Error).message}`, { cause: err }));
-      });
-    });
-    this.finished.catch(() => undefined);
+    private readonly fail: (err: unknown) => void,
+  ) {}
+
+  open(tablespace: TablespaceInfo): void {
+    this.submit({ kind: 'open', tablespace });
   }
 
-  push(chunk: Buffer): void {
-    let off = 0;
-    while (off < chunk.length) {
-      if (!this.slab) {
-        this.slab = Buffer.allocUnsafe(SLAB);
-        this.used = 0;
+  data(buf: Buffer): void {
+    if (this.waiting || this.queue.length) this.queue.push({ kind: 'data', buf: Buffer.from(buf) });
+    else this.feed(buf, false);
+  }
+
+  close(): void {
+    this.submit({ kind: 'close' });
+  }
+
+  /** Holds everything until `p` settles (the caller's onStart). */
+  wait(p: Promise<void>): void {
+    this.block(p);
+  }
+
+  /** Resolves once every byte received so far went through the handlers. */
+  idle(): Promise<void> {
+    if (!this.waiting && !this.queue.length) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private submit(item: Pending): void {
+    if (this.waiting || this.queue.length) this.queue.push(item);
+    else this.run(item);
+  }
+
+  private run(item: Pending): void {
+    try {
+      if (item.kind === 'data') return this.feed(item.buf, true);
+      if (item.kind === 'open') {
+        this.finishArchive();
+        this.tablespace = item.tablespace;
+        this.parser = new TarParser(
+          {
+            header: (h) => this.onHeader(h),
+            data: (chunk) => {
+              const r = this.sink?.data(chunk);
+              if (r) this.block(r);
+            },
+            end: () => this.onEnd(),
+          },
+          () => this.waiting || this.failed,
+        );
+        return;
       }
-      const n = Math.min(chunk.length - off, SLAB - this.used);
-      chunk.copy(this.slab, this.used, off, off + n);
-      this.used += n;
-      off += n;
-      if (this.used === SLAB) this.flush();
+      this.finishArchive();
+    } catch (err) {
+      this.abort(err);
     }
   }
 
-  private flush(): void {
-    if (!this.slab || this.used === 0) return;
-    const data = this.slab.subarray(0, this.used);
-    this.slab = null;
-    this.used = 0;
-    if (!this.extract.write(data) && !this.waitingDrain) {
-      this.waitingDrain = true;
-      this.gate.hold();
-      this.extract.once('drain', () => {
-        this.waitingDrain = false;
+  private feed(buf: Buffer, owned: boolean): void {
+    if (!this.parser) return this.abort(new ReplicationError('protocol', 'archive data outside of an archive'));
+    let n: number;
+    try {
+      n = this.parser.push(buf);
+    } catch (err) {
+      return this.abort(err);
+    }
+    // Blocked part-way: keep the rest (copied, unless it is already ours) at the head of the queue.
+    if (n < buf.length && !this.failed) this.queue.unshift({ kind: 'data', buf: owned ? buf.subarray(n) : Buffer.from(buf.subarray(n)) });
+  }
+
+  private onHeader(h: TarHeader): void {
+    const entry = toEntry(this.tablespace!, h);
+    this.entry = entry;
+    this.sink = null;
+    const r = this.handlers.onMember(entry);
+    if (r && typeof (r as Promise<unknown>).then === 'function') {
+      this.block(
+        (r as Promise<MemberSink | null | void>).then((sink) => {
+          if (this.entry === entry) this.sink = sink ?? null;
+        }),
+      );
+    } else this.sink = (r as MemberSink | null | void) ?? null;
+  }
+
+  private onEnd(): void {
+    const sink = this.sink;
+    this.sink = null;
+    this.entry = null;
+    const r = sink?.end();
+    if (r) this.block(r);
+  }
+
+  private finishArchive(): void {
+    if (this.parser && !this.parser.finished && !this.parser.atBoundary) {
+      throw new ReplicationError('protocol', `the tar archive of ${describe(this.tablespace!)} ended in the middle of a member`);
+    }
+    this.parser = null;
+  }
+
+  private block(p: Promise<void>): void {
+    if (this.waiting) {
+      // Only one thing waits at a time: events stop as soon as one blocks.
+      this.abort(new Error('internal: two concurrent waits in the archive reader'));
+      return;
+    }
+    this.waiting = true;
+    this.gate.hold();
+    p.then(
+      () => {
+        this.waiting = false;
         this.gate.release();
-      });
-    }
+        this.drain();
+      },
+      (err) => {
+        this.waiting = false;
+        this.gate.release();
+        this.abort(err);
+      },
+    );
   }
 
-  end(): void {
-    this.flush();
-    (this.extract as unknown as { end(): void }).end();
+  private drain(): void {
+    while (!this.waiting && !this.failed && this.queue.length) this.run(this.queue.shift()!);
+    if (!this.waiting && (this.failed || !this.queue.length)) for (const w of this.idleWaiters.splice(0)) w();
   }
 
-  destroy(err: unknown): void {
-    this.extract.destroy(err as Error);
+  private abort(err: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.queue.length = 0;
+    this.fail(err instanceof TarFormatError ? new ReplicationError('protocol', `malformed tar archive for ${describe(this.tablespace!)}: ${err.message}`, { cause: err }) : err);
+    for (const w of this.idleWaiters.splice(0)) w();
   }
 }
 
@@ -219,16 +304,15 @@ function describe(t: TablespaceInfo): string {
   return t.oid === null ? 'the main data directory' : `tablespace ${t.oid} (${t.location})`;
 }
 
-function toEntry(tablespace: TablespaceInfo, h: tar.Header): BackupEntry {
-  const type: EntryType = h.type === 'file' || h.type === 'contiguous-file' ? 'file' : h.type === 'directory' ? 'directory' : h.type === 'symlink' ? 'symlink' : 'other';
+function toEntry(tablespace: TablespaceInfo, h: TarHeader): BackupEntry {
   return {
     tablespace,
     path: h.name.replace(/^\.?\/+/, '').replace(/\/+$/, ''),
-    type,
-    size: h.size ?? 0,
-    mode: h.mode ?? (type === 'directory' ? 0o700 : 0o600),
-    mtime: h.mtime ?? null,
-    linkname: h.linkname ?? null,
+    type: h.type,
+    size: h.size,
+    mode: h.mode || (h.type === 'directory' ? 0o700 : 0o600),
+    mtime: h.mtime,
+    linkname: h.linkname,
   };
 }
 
@@ -242,42 +326,45 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
   let end: { lsn: Lsn; tli: number } | null = null;
   let tablespaces: TablespaceInfo[] = [];
   let copyCount = 0;
-  let sink: ArchiveSink | null = null;
-  let chain: Promise<void> = Promise.resolve();
+  let inArchive = false;
   const manifestParts: Buffer[] = [];
   let inManifest = false;
   let bytes = 0;
   let lastProgress = 0;
   let failure: unknown = null;
-  const sinks: ArchiveSink[] = [];
-  let started: Promise<void> = Promise.resolve();
 
   const total = () => (tablespaces.every((t) => t.size !== null) && tablespaces.length ? tablespaces.reduce((a, t) => a + (t.size ?? 0), 0) : null);
   const fail = (err: unknown) => {
     if (failure) return;
     failure = err;
     cmd.fail(err);
-    for (const s of sinks) s.destroy(err);
     // The server keeps sending until it is told otherwise; this connection is done.
     rc.destroy();
   };
-  const endSink = () => {
-    if (!sink) return;
-    sink.end();
-    chain = sink.finished;
-    sink = null;
+  const reader = new ArchiveReader(handlers, gate, fail);
+  const openArchive = (t: TablespaceInfo) => {
+    reader.open(t);
+    inArchive = true;
   };
-  const openSink = (t: TablespaceInfo) => {
-    endSink();
-    sink = new ArchiveSink(t, chain.then(() => started), handlers, gate, fail);
-    sinks.push(sink);
+  const closeArchive = () => {
+    if (!inArchive) return;
+    reader.close();
+    inArchive = false;
   };
   const report = (force: boolean) => {
     if (!handlers.onProgress) return;
-    if (force || bytes - lastProgress >= SLAB) {
+    if (force || bytes - lastProgress >= PROGRESS_STEP) {
       lastProgress = bytes;
       handlers.onProgress({ bytesDone: bytes, bytesTotal: total() });
     }
+  };
+  const archiveData = (data: Buffer) => {
+    if (inManifest) manifestParts.push(Buffer.from(data));
+    else if (inArchive) {
+      bytes += data.length;
+      reader.data(data);
+      report(false);
+    } else throw new ReplicationError('protocol', 'archive data before any archive');
   };
 
   const onResultSet = (rs: ResultSet) => {
@@ -302,32 +389,40 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
       if (!start) throw new ReplicationError('protocol', 'BASE_BACKUP sent data before its start position');
       const info: BackupStartInfo = { startLsn: start.lsn, timeline: start.tli, tablespaces };
       const r = handlers.onStart?.(info);
-      if (r && typeof (r as Promise<void>).then === 'function') {
-        gate.hold();
-        started = (r as Promise<void>).then(() => gate.release());
-        started.catch(fail);
-      }
+      if (r && typeof (r as Promise<void>).then === 'function') reader.wait(r as Promise<void>);
     }
     if (legacy) {
       const idx = copyCount - 1;
-      if (idx < tablespaces.length) openSink(tablespaces[idx]!);
+      if (idx < tablespaces.length) openArchive(tablespaces[idx]!);
       else {
-        endSink();
+        closeArchive();
         inManifest = true;
       }
     }
   };
 
-  const onCopyData = (chunk: Buffer) => {
-    if (legacy) {
-      if (inManifest) manifestParts.push(Buffer.from(chunk));
-      else if (sink) {
-        sink.push(chunk);
-        bytes += chunk.length;
-        report(false);
-      } else throw new ReplicationError('protocol', 'archive data outside of an archive');
+  // 15+: the first payload byte says what a CopyData message is. Archive data is passed on
+  // piece by piece as it comes off the socket; the other kinds are small and gathered whole.
+  let kind = 0;
+  let gathered: Buffer[] = [];
+  const onCopyDataPart = (piece: Buffer, offset: number, totalLength: number) => {
+    if (failure) return;
+    if (legacy) return archiveData(piece);
+    let p = piece;
+    if (offset === 0) {
+      kind = piece[0]!;
+      gathered = [];
+    }
+    if (kind === CopyDataCode.ArchiveData) {
+      if (offset === 0) p = piece.subarray(1);
+      if (p.length) archiveData(p);
       return;
     }
+    gathered.push(Buffer.from(p));
+    if (offset + piece.length === totalLength) onMessage(gathered.length === 1 ? gathered[0]! : Buffer.concat(gathered));
+  };
+
+  const onMessage = (chunk: Buffer) => {
     switch (chunk[0]) {
       case CopyDataCode.NewArchive: {
         const z1 = chunk.indexOf(0, 1);
@@ -338,24 +433,15 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
         const t = path === '' ? tablespaces.find((x) => x.oid === null) : tablespaces.find((x) => x.location === path);
         if (!t) throw new ReplicationError('protocol', `archive ${name} for unknown tablespace path "${path}"`);
         if (!/\.tar$/.test(name)) throw new ReplicationError('protocol', `archive ${name} is compressed; barmants asks for plain tar`);
-        openSink(t);
-        break;
-      }
-      case CopyDataCode.ArchiveData: {
-        const data = chunk.subarray(1);
-        if (inManifest) manifestParts.push(Buffer.from(data));
-        else if (sink) {
-          sink.push(data);
-          bytes += data.length;
-          report(false);
-        } else throw new ReplicationError('protocol', 'archive data before any archive');
+        closeArchive();
+        openArchive(t);
         break;
       }
       case CopyDataCode.Progress:
         report(true);
         break;
       case CopyDataCode.Manifest:
-        endSink();
+        closeArchive();
         inManifest = true;
         break;
       default:
@@ -365,15 +451,13 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
 
   const onCopyDone = () => {
     if (legacy && inManifest) return;
-    endSink();
+    closeArchive();
   };
 
-  const cmd = rc.run(text, { onResultSet, onCopyStart, onCopyData, onCopyDone });
+  const cmd = rc.run(text, { onResultSet, onCopyStart, onCopyDataPart, onCopyDone });
   try {
     await cmd.done;
-    await started;
-    await chain;
-    for (const s of sinks) await s.finished;
+    await reader.idle();
   } catch (err) {
     fail(err);
     throw failure instanceof ReplicationError ? failure : err instanceof ReplicationError ? err : new ReplicationError('connection', (err as Error).message, { cause: err });

@@ -19,7 +19,14 @@ export interface PgConnection {
   endCopyFrom(): void;
   on(event: string, fn: (...args: any[]) => void): unknown;
   removeListener(event: string, fn: (...args: any[]) => void): unknown;
-  stream: { pause(): void; resume(): void; isPaused?(): boolean };
+  stream: {
+    pause(): void;
+    resume(): void;
+    isPaused?(): boolean;
+    listeners?(event: string): Function[];
+    on?(event: string, fn: (b: Buffer) => void): unknown;
+    removeListener?(event: string, fn: (...args: any[]) => void): unknown;
+  };
 }
 
 export interface CommandHooks {
@@ -29,6 +36,14 @@ export interface CommandHooks {
   onCopyStart?(mode: 'out' | 'both', connection: PgConnection): void;
   /** CopyData payload: a view into pg's reused buffer, valid only during this call */
   onCopyData?(chunk: Buffer): void;
+  /**
+   * CopyData payloads in pieces as they come off the socket, with no copy: `offset` is where the
+   * piece starts in its message's payload of `total` bytes. A view valid only during the call.
+   * When given, the command frames the server's messages itself for the duration (pg-protocol
+   * would first copy every large message whole into its own buffer) and hands pg every other
+   * message whole, so pg's parser stays at a message boundary.
+   */
+  onCopyDataPart?(piece: Buffer, offset: number, total: number): void;
   onCopyDone?(): void;
   /** the command failed: called once, before the promise rejects */
   onError?(err: ReplicationError): void;
@@ -67,12 +82,31 @@ export class ReplicationCommand {
   submit(connection: PgConnection): void {
     this.connection = connection;
     for (const [ev, fn] of this.listeners) connection.on(ev, fn);
+    // The connection is idle, so pg's parser holds no partial message: the framing can change hands.
+    if (this.hooks.onCopyDataPart) this.framer = RawFramer.install(connection.stream, (piece, offset, total) => this.copyPart(piece, offset, total));
     connection.query(this.text);
+  }
+
+  private framer: RawFramer | null = null;
+
+  private copyPart(piece: Buffer, offset: number, total: number): void {
+    if (this.finished) return;
+    try {
+      this.hooks.onCopyDataPart!(piece, offset, total);
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   private detach(): void {
     if (!this.connection) return;
     for (const [ev, fn] of this.listeners) this.connection.removeListener(ev, fn);
+  }
+
+  /** Stops framing here: pg parses whatever comes next (the socket is being destroyed anyway). */
+  private releaseFramer(): void {
+    this.framer?.uninstall();
+    this.framer = null;
   }
 
   handleRowDescription(msg: { fields: { name: string }[] }): void {
@@ -99,7 +133,8 @@ export class ReplicationCommand {
   handleCopyData(msg: { chunk: Buffer }): void {
     if (this.finished) return;
     try {
-      this.hooks.onCopyData?.(msg.chunk);
+      if (this.hooks.onCopyDataPart) this.hooks.onCopyDataPart(msg.chunk, 0, msg.chunk.length);
+      else this.hooks.onCopyData?.(msg.chunk);
     } catch (err) {
       this.fail(err);
     }
@@ -117,6 +152,7 @@ export class ReplicationCommand {
   }
 
   handleReadyForQuery(): void {
+    this.framer = null; // it gave the stream back to pg before handing over ReadyForQuery
     this.detach();
     if (this.finished) return;
     this.finished = true;
@@ -128,11 +164,115 @@ export class ReplicationCommand {
     if (this.finished) return;
     this.finished = true;
     this.detach();
+    this.releaseFramer();
     const e = toReplicationError(err, this.text.split(/[ (]/)[0]);
     try {
       this.hooks.onError?.(e);
     } finally {
       this.reject(e);
     }
+  }
+}
+
+type DataListener = (b: Buffer) => void;
+type SocketLike = NonNullable<PgConnection['stream']>;
+
+const HEADER = 5;
+const COPY_DATA = 0x64; // 'd'
+const READY_FOR_QUERY = 0x5a; // 'Z'
+
+/**
+ * Frames the server's messages on the socket in place of pg-protocol while one command runs.
+ * CopyData payloads go to `onPart` piece by piece as views of the socket's chunks; every other
+ * message is gathered whole and fed to pg's own listener, which parses and routes it as usual.
+ * At ReadyForQuery the socket goes back to pg, ReadyForQuery and all that follows included.
+ */
+class RawFramer {
+  private readonly header = Buffer.alloc(HEADER);
+  private headerUsed = 0;
+  private type = 0;
+  private remaining = 0;
+  private total = 0;
+  private whole: Buffer | null = null;
+  private wholeUsed = 0;
+  private readonly listener: DataListener = (b) => this.onData(b);
+  private installed = true;
+
+  private constructor(private readonly stream: SocketLike, private readonly pg: DataListener, private readonly onPart: (piece: Buffer, offset: number, total: number) => void) {}
+
+  /** Takes over the socket, or returns null (pg keeps it) when its listener is not recognisable. */
+  static install(stream: SocketLike, onPart: (piece: Buffer, offset: number, total: number) => void): RawFramer | null {
+    const listeners = stream.listeners?.('data') ?? [];
+    if (listeners.length !== 1 || !stream.on || !stream.removeListener) return null;
+    const pg = listeners[0] as DataListener;
+    const f = new RawFramer(stream, pg, onPart);
+    stream.removeListener('data', pg);
+    stream.on('data', f.listener);
+    return f;
+  }
+
+  /** Gives the socket back to pg (at a message boundary as far as pg is concerned). */
+  uninstall(): void {
+    if (!this.installed) return;
+    this.installed = false;
+    this.stream.removeListener!('data', this.listener);
+    this.stream.on!('data', this.pg);
+  }
+
+  private onData(buf: Buffer): void {
+    let off = 0;
+    while (off < buf.length && this.installed) {
+      if (this.remaining === 0 && this.whole === null) {
+        // A message header, possibly split across chunks.
+        if (this.headerUsed === 0 && buf[off] === READY_FOR_QUERY) {
+          // The command is over: pg takes the rest, ReadyForQuery included.
+          this.uninstall();
+          this.pg(buf.subarray(off));
+          return;
+        }
+        const n = Math.min(HEADER - this.headerUsed, buf.length - off);
+        buf.copy(this.header, this.headerUsed, off, off + n);
+        this.headerUsed += n;
+        off += n;
+        if (this.headerUsed < HEADER) return;
+        this.headerUsed = 0;
+        this.type = this.header[0]!;
+        const len = this.header.readUInt32BE(1) - 4;
+        if (this.type === COPY_DATA) {
+          this.total = len;
+          this.remaining = len;
+          if (len === 0) this.onPart(Buffer.alloc(0), 0, 0);
+        } else {
+          this.whole = Buffer.allocUnsafe(HEADER + len);
+          this.header.copy(this.whole, 0);
+          this.wholeUsed = HEADER;
+          if (len === 0) this.flushWhole();
+        }
+        continue;
+      }
+      const n = Math.min(this.whole ? this.whole.length - this.wholeUsed : this.remaining, buf.length - off);
+      if (this.whole) {
+        buf.copy(this.whole, this.wholeUsed, off, off + n);
+        this.wholeUsed += n;
+        off += n;
+        if (this.wholeUsed === this.whole.length) this.flushWhole();
+      } else {
+        const offset = this.total - this.remaining;
+        this.remaining -= n;
+        const piece = buf.subarray(off, off + n);
+        off += n;
+        this.onPart(piece, offset, this.total);
+      }
+    }
+    // Given back mid-chunk (the command failed on a message pg routed, e.g. an ErrorResponse):
+    // at a message boundary pg can take the rest, ReadyForQuery included.
+    if (!this.installed && off < buf.length && this.remaining === 0 && this.whole === null && this.headerUsed === 0) this.pg(buf.subarray(off));
+  }
+
+  private flushWhole(): void {
+    const m = this.whole!;
+    this.whole = null;
+    this.wholeUsed = 0;
+    this.pg(m);
   }
 }

@@ -2,11 +2,9 @@
  * Small test-side consumers of pg-replication: a plain-directory base backup writer and a WAL
  * segment writer. Deliberately simple (no barmants code) so the protocol library is tested alone.
  */
-import { createWriteStream } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, open, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import {
   ReplicationClient,
   segmentOf,
@@ -28,7 +26,7 @@ export async function takePlainBackup(
   const res = await rc.baseBackup(
     { label: opts.label ?? 'test', fastCheckpoint: true },
     {
-      async onEntry(entry, content) {
+      async onMember(entry) {
         let root = dir;
         if (entry.tablespace.oid !== null) {
           root = `${dir}.ts/${entry.tablespace.oid}`;
@@ -40,11 +38,21 @@ export async function takePlainBackup(
         else if (entry.type === 'symlink') {
           await mkdir(dirname(path), { recursive: true });
           await symlink(entry.linkname!, path);
-        } else if (entry.type === 'file' && content) {
+        } else if (entry.type === 'file') {
           await mkdir(dirname(path), { recursive: true, mode: 0o700 });
           if (opts.slowEntryMs) await new Promise((r) => setTimeout(r, opts.slowEntryMs));
-          await pipeline(Readable.from(content), createWriteStream(path, { mode: 0o600 }));
+          // Chunks are views of the receive buffer, valid during the call: write them now.
+          const fd = openSync(path, 'w', 0o600);
+          return {
+            data(chunk: Buffer) {
+              for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+            },
+            end() {
+              closeSync(fd);
+            },
+          };
         }
+        return null;
       },
     },
   );

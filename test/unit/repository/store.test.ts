@@ -113,4 +113,40 @@ describe('StoreWorkerPool', () => {
     const { checksum, size, storedSize } = r;
     assert.deepEqual(await pool.hashFile(join(dir, `big${codecSuffix(codec)}`), codec), { checksum, size, storedSize });
   });
+
+  test('packed small files: every codec, manifest CRC32C, transfer buffers come back and are reused', async () => {
+    const { createFileChecksum } = await import('../../../packages/pg-replication/src/checksum.js');
+    for (const codec of CODECS) {
+      const packer = pool.packer({ codec, sync: false, manifestChecksum: 'CRC32C' });
+      const files = Array.from({ length: 300 }, (_, i) => ({ dest: join(dir, `packed-${codec}-${i}${codecSuffix(codec)}`), body: i % 7 === 0 ? Buffer.alloc(0) : randomBytes(1 + ((i * 7919) % 20000)) }));
+      const results = new Map<string, { checksum: string; size: number; manifestChecksum?: string }>();
+      const sent: Promise<void>[] = [];
+      for (const f of files) {
+        const p = packer.begin(f.dest, f.body.length);
+        if (p) sent.push(p);
+        // Delivered in pieces, as the archive reader does; the caller's buffer is then overwritten.
+        for (let off = 0; off < f.body.length; off += 4096) {
+          const piece = Buffer.from(f.body.subarray(off, off + 4096));
+          packer.append(piece);
+          piece.fill(0);
+        }
+        packer.commit((d) => void results.set(f.dest, d));
+      }
+      const last = packer.flush();
+      if (last) sent.push(last);
+      await Promise.all(sent);
+      assert.ok(sent.length > 1, 'several buffers were used');
+      for (const f of files) {
+        const r = results.get(f.dest)!;
+        assert.equal(r.size, f.body.length);
+        assert.equal(r.checksum, sha(f.body));
+        const crc = createFileChecksum('CRC32C');
+        crc.update(f.body);
+        assert.equal(r.manifestChecksum, crc.digest());
+        assert.deepEqual((await pool.hashFile(f.dest, codec)).checksum, sha(f.body));
+      }
+    }
+    // The buffers came back from the workers to the pool's free list, to be reused.
+    assert.ok(pool.freeBufferCount > 0, 'transfer buffers returned by the workers');
+  });
 });

@@ -5,17 +5,17 @@
  * store workers while the next member arrives. The catalog says STARTED until everything is on
  * disk, then WAITING_FOR_WALS, then DONE once the WAL from begin to end is archived.
  */
+import { mkdirSync } from 'node:fs';
 import { mkdir, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
-  createFileChecksum,
   parseManifest,
   segmentOf,
   walFileName,
   type BackupEntry,
   type BackupStartInfo,
-  type FileChecksum,
   type Lsn,
+  type MemberSink,
   type ReplicationClient,
 } from 'pg-replication';
 import type { BackupRecord, Catalog } from '../catalog/index.js';
@@ -29,11 +29,12 @@ import {
   checkIdentity,
   linkDurable,
   StoreWorkerPool,
-  storePlain,
   syncTree,
   writeFileDurable,
   type Codec,
   type ServerLayout,
+  TRANSFER_BUFFER,
+  PlainFileWriter,
 } from '../repository/index.js';
 import { FileListWriter, checkMemberPath, readFileList, storedPath, writeBackupInfo, type FileEntry } from './info.js';
 import { backupIdFor, BACKUP_ID_RE, isoLocal, RESERVED_BACKUP_NAMES } from './time.js';
@@ -41,8 +42,7 @@ import { completeBackupIfArchived, removeTempFiles, repairInterruptedBackups } f
 import { failpoint } from '../failpoint/index.js';
 
 /** Members up to this size are batched to the store workers rather than streamed. */
-const SMALL_FILE = 1 << 20;
-const BATCH_BYTES = 8 << 20;
+const SMALL_FILE = TRANSFER_BUFFER;
 const BATCH_FILES = 256;
 
 export interface BackupProgress {
@@ -136,6 +136,9 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
   const codec = server.backupCompression.codec as Codec;
   let walSlot: string | null = null;
   try {
+    // Workers start (loading their codecs) while we connect and the server checkpoints. An
+    // uncompressed backup does not use them.
+    if (codec !== 'none') pool.warm().catch(() => undefined);
     await repairInterruptedBackups(catalog, layout, log);
     if (opts.name) validateName(catalog, server.name, opts.name);
     sql = await SqlSession.connect(server, 'backup');
@@ -231,48 +234,48 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     let manifestAlg: 'CRC32C' = 'CRC32C';
     const t0 = Date.now();
     const madeDirs = new Set<string>();
-    type Batched = { job: { source: Buffer[]; dest: string; codec: Codec; level?: number }; record: (d: { checksum: string; size: number; storedSize: number }) => Promise<void> };
-    let batch: Batched[] = [];
-    let batchBytes = 0;
-    const flushBatch = async () => {
-      if (!batch.length) return;
-      const b = batch;
-      batch = [];
-      batchBytes = 0;
-      pending.push(pool.storeBatch(b.map((x) => x.job), { sync: false }).then(async (results) => {
-        for (let i = 0; i < b.length; i++) await b[i]!.record(results[i]!);
-      }));
-      if (pending.length > 8) await Promise.all(pending.splice(0, pending.length - 4));
+    type Stored = { checksum: string; size: number; storedSize: number; manifestChecksum?: string };
+    const spec = { codec, sync: false, manifestChecksum: manifestAlg, ...(server.backupCompression.level !== undefined ? { level: server.backupCompression.level } : {}) };
+    const packer = pool.packer(spec);
+    const track = (p: Promise<void> | null): void => {
+      if (!p) return;
+      p.catch(() => undefined); // observed by the awaits below; not an unhandled rejection meanwhile
+      pending.push(p);
+    };
+    /** Backpressure: the stream pauses while too many stores are outstanding. */
+    const settle = (): Promise<void> | undefined => {
+      if (pending.length <= 8) return undefined;
+      return Promise.all(pending.splice(0, pending.length - 4)).then(() => undefined);
+    };
+    const mkdirOnce = (dir: string) => {
+      if (madeDirs.has(dir)) return;
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      madeDirs.add(dir);
     };
 
-    const onEntry = async (entry: BackupEntry, content: AsyncIterable<Buffer> | null) => {
+    // Every member goes to the store workers, which hash it (SHA-256, and CRC32C for the
+    // manifest), compress and write it. This thread copies the bytes once, from the receive
+    // buffer into a transfer buffer, and keeps the stream moving.
+    const onMember = (entry: BackupEntry): MemberSink | null | Promise<MemberSink | null> => {
       if (opts.signal?.aborted) throw new BarmantsError('usage', 'backup interrupted by a signal');
       const ts = entry.tablespace.oid;
       const path = checkMemberPath(entry.path);
       const base: FileEntry = { ts, path, type: 'file', size: entry.size, mode: entry.mode & 0o7777, mtime: entry.mtime ? Math.floor(entry.mtime.getTime() / 1000) : null, sha256: null, stored: 0, link: null, reused: false };
       if (entry.type === 'directory') {
-        await mkdir(dirname(storedPath(layout, backupId, { ts, path: join(path, 'x') }, 'none')), { recursive: true, mode: 0o700 });
-        await files.add({ ...base, type: 'dir', size: 0 });
-        return;
+        mkdirOnce(dirname(storedPath(layout, backupId, { ts, path: join(path, 'x') }, 'none')));
+        return files.add({ ...base, type: 'dir', size: 0 }).then(() => null);
       }
-      if (entry.type === 'symlink') {
-        await files.add({ ...base, type: 'symlink', size: 0, link: entry.linkname });
-        return;
-      }
-      if (entry.type !== 'file' || !content) {
+      if (entry.type === 'symlink') return files.add({ ...base, type: 'symlink', size: 0, link: entry.linkname }).then(() => null);
+      if (entry.type !== 'file') {
         logB.warn(`skipping archive member ${path} of unsupported type`);
-        return;
+        return null;
       }
       const dest = storedPath(layout, backupId, { ts, path }, codec);
-      const dir = dirname(dest);
-      if (!madeDirs.has(dir)) {
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        madeDirs.add(dir);
-      }
-      const sum: FileChecksum = createFileChecksum(manifestAlg);
+      mkdirOnce(dirname(dest));
       const key = manifestPath({ ts, path });
       count++;
-      const record = async (d: { checksum: string; size: number; storedSize: number }) => {
+      const record = async (d: Stored) => {
+        crcs.set(key, { size: d.size, crc: d.manifestChecksum ?? '' });
         const prevFile = reuse.get(key);
         stored += d.storedSize;
         if (prevFile && prevFile.sha256 === d.checksum && prevFile.size === d.size) {
@@ -286,40 +289,37 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
         if (++recorded === 100) failpoint('backup-mid-copy');
       };
       if (codec === 'none') {
-        // Uncompressed: hash and write from this thread; a worker would only add a copy per chunk.
-        const d = await storePlain(tap(content, sum), dest, false);
-        crcs.set(key, { size: entry.size, crc: sum.digest() });
-        await record(d);
-        return;
+        // Uncompressed: hashed and written from the receive buffer in this thread, no copy at
+        // all; workers would add a copy and a thread hop for nothing to compress.
+        const w = new PlainFileWriter(dest, manifestAlg);
+        return {
+          data: (chunk) => w.write(chunk),
+          end: () => {
+            track(record(w.finish()));
+            return settle();
+          },
+        };
       }
       if (entry.size <= SMALL_FILE) {
-        // Small members (most of a cluster by count) travel to the workers in batches.
-        const parts: Buffer[] = [];
-        for await (const chunk of content) {
-          sum.update(chunk);
-          parts.push(chunk);
-        }
-        crcs.set(key, { size: entry.size, crc: sum.digest() });
-        batch.push({ job: { source: parts, dest, codec, level: server.backupCompression.level }, record });
-        batchBytes += entry.size;
-        if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_FILES) await flushBatch();
-        return;
+        // Small members (most of a cluster by count) are packed together, one worker trip per buffer.
+        track(packer.begin(dest, entry.size));
+        return {
+          data: (chunk) => packer.append(chunk),
+          end: () => {
+            packer.commit(record);
+            if (packer.pendingFiles >= BATCH_FILES) track(packer.flush());
+            return settle();
+          },
+        };
       }
-      const out = await pool.openStoreStream(dest, codec, server.backupCompression.level, { sync: false });
-      try {
-        for await (const chunk of content) {
-          sum.update(chunk);
-          await out.write(chunk);
-        }
-      } catch (err) {
-        await out.abort();
-        throw err;
-      }
-      crcs.set(key, { size: entry.size, crc: sum.digest() });
-      // The worker compresses and writes while the next member streams in.
-      const done = out.finish().then(record);
-      pending.push(done);
-      if (pending.length > 8) await Promise.all(pending.splice(0, pending.length - 4));
+      return pool.openStoreStream(dest, codec, server.backupCompression.level, { sync: false, manifestChecksum: manifestAlg }).then((out) => ({
+        data: (chunk) => (out.push(chunk) ? undefined : out.drained()),
+        end: () => {
+          // The worker compresses and writes while the next member streams in.
+          track(out.finish().then(record));
+          return settle();
+        },
+      }));
     };
 
     let res;
@@ -337,7 +337,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
             bytesTotal = info.tablespaces.every((t) => t.size !== null) ? info.tablespaces.reduce((a, t) => a + (t.size ?? 0), 0) : null;
             logB.info(`backup start at ${formatLsnSafe(info.startLsn)} on timeline ${info.timeline}${bytesTotal ? `, about ${Math.round(bytesTotal / 1048576)} MiB to copy` : ''}`);
           },
-          onEntry,
+          onMember,
           onProgress(p) {
             opts.onProgress?.({ bytesDone: p.bytesDone, bytesTotal: p.bytesTotal ?? bytesTotal, files: count });
           },
@@ -347,7 +347,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
       await rc.close();
     }
     logB.debug(`stream ended after ${Date.now() - t0} ms`);
-    await flushBatch();
+    track(packer.flush());
     await Promise.all(pending);
     logB.debug(`stores done after ${Date.now() - t0} ms`);
     void startInfo;
@@ -465,14 +465,6 @@ async function dropStaleBackupSlots(sql: SqlSession, rc: ReplicationClient, log:
   for (const r of rows) {
     await rc.dropSlot(r.slot_name).catch(() => undefined);
     log.warn(`dropped replication slot '${r.slot_name}' left by an interrupted backup --wal`);
-  }
-}
-
-/** Feeds every chunk to a checksum on its way through. */
-async function* tap(content: AsyncIterable<Buffer>, sum: FileChecksum): AsyncGenerator<Buffer> {
-  for await (const chunk of content) {
-    sum.update(chunk);
-    yield chunk;
   }
 }
 

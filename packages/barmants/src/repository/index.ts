@@ -11,10 +11,10 @@ export {
 } from './codec.js';
 export { sha256File, sha256Stream, sha256Buffers, Sha256Stream, type ContentDigest } from './checksum.js';
 export {
-  StoreWorkerPool, StoreStream, openStoreStream, hashFile, defaultStorePool, DEFAULT_STREAM_IN_FLIGHT,
+  StoreWorkerPool, StoreStream, openStoreStream, hashFile, defaultStorePool, DEFAULT_STREAM_IN_FLIGHT, TRANSFER_BUFFER, FilePacker,
   type StoredFile, type StoredDigest, type StoreFileJob, type ReuseCandidate,
 } from './store.js';
-export { storeChunks, storeFile, storePlain, hashStoredFile } from './storing.js';
+export { storeChunks, storeFile, storePlain, hashStoredFile, PlainFileWriter } from './storing.js';
 export {
   acquireLock, readLockOwner, ownerAlive, processStartTime, type Lock, type LockOwner, type AcquireOptions,
 } from './lock.js';

@@ -3,7 +3,8 @@
 // acknowledging each chunk when it is pulled so the main thread can bound the bytes in flight.
 import { parentPort } from 'node:worker_threads';
 import type { Codec } from './codec.js';
-import { hashStoredFile, storeFile, storeFramed, storeSmall, type StoreFileJob } from './storing.js';
+import type { PackedFile } from './store.js';
+import { hashStoredFile, storeFile, storeFramed, storeSmall, type StoreFileJob, type StoreSpec } from './storing.js';
 import { dirname } from 'node:path';
 import { fsyncDir } from './durable.js';
 
@@ -13,10 +14,10 @@ async function fsyncDirs(paths: string[]): Promise<void> {
 
 export type WorkerRequest =
   | { id: number; type: 'store'; job: StoreFileJob }
-  | { id: number; type: 'storeBatch'; jobs: StoreFileJob[]; sync: boolean }
+  | { id: number; type: 'storePacked'; buf: ArrayBuffer; files: PackedFile[]; spec: StoreSpec }
   | { id: number; type: 'hash'; path: string; codec: Codec }
-  | { id: number; type: 'streamOpen'; dest: string; codec: Codec; level?: number; sync?: boolean }
-  | { id: number; type: 'streamChunk'; buf: ArrayBuffer }
+  | { id: number; type: 'streamOpen'; dest: string; spec: StoreSpec }
+  | { id: number; type: 'streamChunk'; buf: ArrayBuffer; len: number }
   | { id: number; type: 'streamEnd' }
   | { id: number; type: 'streamAbort' }
   | { id: number; type: 'ping' };
@@ -24,44 +25,66 @@ export type WorkerRequest =
 export type WorkerReply =
   | { id: number; type: 'done'; result: unknown }
   | { id: number; type: 'failed'; error: { message: string; code?: string; name: string; stack?: string } }
-  | { id: number; type: 'ack'; bytes: number };
+  /** a chunk consumed; its transfer buffer comes back with it */
+  | { id: number; type: 'ack'; bytes: number; buf?: ArrayBuffer };
 
 const port = parentPort;
 if (!port) throw new Error('store-worker.ts must run in a worker thread');
 
 const ABORTED = new Error('stream store aborted');
 
-/** Chunks posted by the main thread, as an async iterable that pulls one at a time. */
+type Chunk = { buf: ArrayBuffer; len: number };
+
+/**
+ * Chunks posted by the main thread, as an async iterable that pulls one at a time. Pulling the
+ * next chunk means the previous one is done with: its buffer goes back to the main thread (and
+ * its bytes no longer count as in flight).
+ */
 class ChunkFeed implements AsyncIterable<Uint8Array> {
-  private queue: Array<Uint8Array | null | Error> = [];
+  private queue: Array<Chunk | null | Error> = [];
   private wake: (() => void) | null = null;
 
   constructor(private readonly id: number) {}
 
-  put(item: Uint8Array | null | Error): void {
+  put(item: Chunk | null | Error): void {
     this.queue.push(item);
     this.wake?.();
     this.wake = null;
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      while (this.queue.length === 0) await new Promise<void>((r) => (this.wake = r));
-      const item = this.queue.shift()!;
-      if (item === null) return;
-      if (item instanceof Error) throw item;
-      port!.postMessage({ id: this.id, type: 'ack', bytes: item.length } satisfies WorkerReply);
-      yield item;
+    let previous: Chunk | null = null;
+    const giveBack = () => {
+      if (!previous) return;
+      port!.postMessage({ id: this.id, type: 'ack', bytes: previous.len, buf: previous.buf } satisfies WorkerReply, [previous.buf]);
+      previous = null;
+    };
+    try {
+      for (;;) {
+        while (this.queue.length === 0) await new Promise<void>((r) => (this.wake = r));
+        giveBack();
+        const item = this.queue.shift()!;
+        if (item === null) return;
+        if (item instanceof Error) throw item;
+        previous = item;
+        yield new Uint8Array(item.buf, 0, item.len);
+      }
+    } finally {
+      giveBack();
     }
   }
 }
 
 let feed: ChunkFeed | null = null;
 
-function reply(id: number, work: Promise<unknown>): void {
+function reply(id: number, work: Promise<unknown>, before?: () => void): void {
   work.then(
-    (result) => port!.postMessage({ id, type: 'done', result } satisfies WorkerReply),
+    (result) => {
+      before?.();
+      port!.postMessage({ id, type: 'done', result } satisfies WorkerReply);
+    },
     (err: unknown) => {
+      before?.();
       const e = err instanceof Error ? err : new Error(String(err));
       const code = (e as NodeJS.ErrnoException).code;
       port!.postMessage({
@@ -76,27 +99,30 @@ port.on('message', (msg: WorkerRequest) => {
     case 'store':
       reply(msg.id, storeFile(msg.job));
       break;
-    case 'storeBatch':
-      reply(msg.id, (async () => {
-        const out = [];
-        for (const job of msg.jobs) out.push(storeSmall(job.source as Uint8Array[], job.dest, job.codec, job.level, msg.sync));
-        if (msg.sync && msg.jobs.length) await fsyncDirs(msg.jobs.map((j) => j.dest));
+    case 'storePacked': {
+      const { buf, files, spec } = msg;
+      const work = (async () => {
+        const out = files.map((f) => storeSmall([new Uint8Array(buf, f.offset, f.length)], f.dest, spec));
+        if ((spec.sync ?? true) && files.length) await fsyncDirs(files.map((f) => f.dest));
         return out;
-      })());
+      })();
+      // The buffer goes home first: after "done" this task no longer listens on the worker.
+      reply(msg.id, work, () => port!.postMessage({ id: msg.id, type: 'ack', bytes: 0, buf } satisfies WorkerReply, [buf]));
       break;
+    }
     case 'hash':
       reply(msg.id, hashStoredFile(msg.path, msg.codec));
       break;
     case 'streamOpen': {
       const f = new ChunkFeed(msg.id);
       feed = f;
-      reply(msg.id, storeFramed(f, msg.dest, msg.codec, msg.level, msg.sync ?? true).finally(() => {
+      reply(msg.id, storeFramed(f, msg.dest, msg.spec).finally(() => {
         if (feed === f) feed = null;
       }));
       break;
     }
     case 'streamChunk':
-      feed?.put(new Uint8Array(msg.buf));
+      feed?.put({ buf: msg.buf, len: msg.len });
       break;
     case 'streamEnd':
       feed?.put(null);

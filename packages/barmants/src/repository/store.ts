@@ -11,20 +11,36 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { BarmantsError } from '../errors/index.js';
 import type { Codec } from './codec.js';
-import type { StoredFile, StoreFileJob } from './storing.js';
+import type { StoredFile, StoreFileJob, StoreSpec } from './storing.js';
 import type { WorkerReply, WorkerRequest } from './store-worker.js';
 
-export type { StoredFile, StoreFileJob, ReuseCandidate } from './storing.js';
+export type { StoredFile, StoreFileJob, ReuseCandidate, StoreSpec } from './storing.js';
 
 export interface StoredDigest {
   checksum: string;
   size: number;
   storedSize: number;
+  /** in the manifest algorithm the store was asked for */
+  manifestChecksum?: string;
 }
+
 
 /** Default bound on the bytes a StoreStream has posted to its worker and not yet seen consumed. */
 export const DEFAULT_STREAM_IN_FLIGHT = 8 << 20;
-const STREAM_CHUNK_MAX = 1 << 20;
+/**
+ * Size of the buffers that carry file content to the workers. They are transferred (not cloned)
+ * to a worker and transferred back when it is done with them, then reused: fresh 1 MiB
+ * allocations cost page faults on every use, which showed up as a large share of a backup's CPU.
+ */
+export const TRANSFER_BUFFER = 1 << 20;
+const KEEP_FREE_BUFFERS = 32;
+
+/** A small file packed into a transfer buffer with others. */
+export interface PackedFile {
+  dest: string;
+  offset: number;
+  length: number;
+}
 
 function spawnStoreWorker(): Worker {
   const js = new URL('./store-worker.js', import.meta.url);
@@ -45,7 +61,10 @@ interface Slot {
 }
 
 type Grant = (slot: Slot) => void;
-type TaskRequest = { type: 'store'; job: StoreFileJob } | { type: 'storeBatch'; jobs: StoreFileJob[]; sync: boolean } | { type: 'hash'; path: string; codec: Codec };
+type TaskRequest =
+  | { type: 'store'; job: StoreFileJob }
+  | { type: 'storePacked'; buf: ArrayBuffer; files: PackedFile[]; spec: StoreSpec }
+  | { type: 'hash'; path: string; codec: Codec };
 
 function reviveError(e: { message: string; code?: string; name: string; stack?: string }, what: string): Error {
   const cause = Object.assign(new Error(e.message), { name: e.name, ...(e.code ? { code: e.code } : {}) });
@@ -63,27 +82,38 @@ export class StoreWorkerPool {
   private readonly waiting: Grant[] = [];
   private nextId = 1;
   private closed = false;
+  private readonly freeBuffers: ArrayBuffer[] = [];
 
   constructor(size = availableParallelism()) {
     this.size = Math.max(1, Math.floor(size));
   }
 
+  /** A transfer buffer of TRANSFER_BUFFER bytes, reused when a worker has handed one back. */
+  takeBuffer(): ArrayBuffer {
+    return this.freeBuffers.pop() ?? new ArrayBuffer(TRANSFER_BUFFER);
+  }
+
+  /** transfer buffers back from the workers, ready for reuse */
+  get freeBufferCount(): number {
+    return this.freeBuffers.length;
+  }
+
+  /** @internal a buffer back from a worker */
+  giveBack(buf: ArrayBuffer | undefined): void {
+    if (buf && buf.byteLength === TRANSFER_BUFFER && this.freeBuffers.length < KEEP_FREE_BUFFERS) this.freeBuffers.push(buf);
+  }
+
   /**
-   * Stores many small files in one worker round trip: per-file messaging dominates when a
-   * cluster has thousands of 8 KiB files. `sync: false` defers fsync to the caller (syncTree).
+   * Stores many small files packed in one transfer buffer (which is handed over and comes back
+   * to the pool): per-file messaging dominates when a cluster has thousands of 8 KiB files.
    */
-  storeBatch(jobs: StoreFileJob[], opts: { sync?: boolean } = {}): Promise<StoredFile[]> {
-    const transfer: ArrayBuffer[] = [];
-    const copied = jobs.map((job) => ({
-      ...job,
-      source: (job.source as Buffer[]).map((b) => {
-        const ab = new ArrayBuffer(b.length);
-        new Uint8Array(ab).set(b);
-        transfer.push(ab);
-        return new Uint8Array(ab) as unknown as Buffer;
-      }),
-    }));
-    return this.run({ type: 'storeBatch', jobs: copied, sync: opts.sync ?? true } as TaskRequest, `cannot store ${jobs.length} files`, transfer) as Promise<StoredFile[]>;
+  storePacked(buf: ArrayBuffer, files: PackedFile[], spec: StoreSpec): Promise<StoredFile[]> {
+    return this.run({ type: 'storePacked', buf, files, spec }, `cannot store ${files.length} files`, [buf]) as Promise<StoredFile[]>;
+  }
+
+  /** A packer of small files into transfer buffers for storePacked, for one store spec. */
+  packer(spec: StoreSpec): FilePacker {
+    return new FilePacker(this, spec);
   }
 
   /** Compresses + hashes + durably writes one file (or hard-links reuseFrom when identical). */
@@ -110,21 +140,30 @@ export class StoreWorkerPool {
    * Opens a streaming store of `dest`: resolves once a worker is free (this is the pool's
    * backpressure), then holds that worker until finish() or abort().
    */
-  async openStoreStream(dest: string, codec: Codec, level?: number, opts: { maxInFlightBytes?: number; sync?: boolean } = {}): Promise<StoreStream> {
+  async openStoreStream(
+    dest: string,
+    codec: Codec,
+    level?: number,
+    opts: { maxInFlightBytes?: number; sync?: boolean; manifestChecksum?: StoreSpec['manifestChecksum'] } = {},
+  ): Promise<StoreStream> {
     const slot = await this.acquire();
     const id = this.nextId++;
-    const stream = new StoreStream(dest, opts.maxInFlightBytes ?? DEFAULT_STREAM_IN_FLIGHT, id, (msg, transfer) =>
+    const stream = new StoreStream(dest, opts.maxInFlightBytes ?? DEFAULT_STREAM_IN_FLIGHT, id, this, (msg, transfer) =>
       slot.worker.postMessage(msg, transfer ?? []),
     );
     slot.onReply = (r) => {
       if (r.id !== id) return;
-      if (r.type === 'ack') return stream.acked(r.bytes);
+      if (r.type === 'ack') {
+        this.giveBack(r.buf);
+        return stream.acked(r.bytes);
+      }
       this.releaseSlot(slot);
       if (r.type === 'done') stream.settle(null, r.result as StoredDigest);
       else stream.settle(reviveError(r.error, `cannot store ${dest}`), null);
     };
     slot.onCrash = (err) => stream.settle(new BarmantsError('io', `cannot store ${dest}: store worker died`, { cause: err }), null);
-    const open: WorkerRequest = { id, type: 'streamOpen', dest, codec, ...(level !== undefined ? { level } : {}), ...(opts.sync === false ? { sync: false } : {}) };
+    const spec: StoreSpec = { codec, sync: opts.sync ?? true, ...(level !== undefined ? { level } : {}), ...(opts.manifestChecksum ? { manifestChecksum: opts.manifestChecksum } : {}) };
+    const open: WorkerRequest = { id, type: 'streamOpen', dest, spec };
     slot.worker.postMessage(open);
     return stream;
   }
@@ -161,7 +200,8 @@ export class StoreWorkerPool {
         new Promise((resolve, reject) => {
           const id = this.nextId++;
           slot.onReply = (r) => {
-            if (r.id !== id || r.type === 'ack') return;
+            if (r.id !== id) return;
+            if (r.type === 'ack') return this.giveBack(r.buf);
             this.releaseSlot(slot);
             if (r.type === 'done') resolve(r.result);
             else reject(reviveError(r.error, what));
@@ -224,9 +264,11 @@ export class StoreWorkerPool {
 }
 
 /**
- * One file being stored from a stream of chunks (a tar entry of up to 1 GB). `write()` resolves
- * once the worker has fewer than `maxInFlightBytes` unconsumed bytes, so memory stays bounded
- * whatever the producer's speed. Chunks are copied before transfer: the caller may reuse its buffers.
+ * One file being stored from a stream of chunks (a tar entry of up to 1 GB). Chunks are copied
+ * into the pool's transfer buffers, which are handed to the worker when full and come back when
+ * it is done with them. `push()` says whether the worker holds fewer than `maxInFlightBytes`
+ * unconsumed bytes; `write()` waits until it does, so memory stays bounded whatever the
+ * producer's speed. The caller may reuse its chunks as soon as either returns.
  */
 export class StoreStream {
   private inFlight = 0;
@@ -237,12 +279,15 @@ export class StoreStream {
   private resolveSettled!: (r: StoredDigest) => void;
   private rejectSettled!: (e: Error) => void;
   private ended = false;
+  private buf: ArrayBuffer | null = null;
+  private used = 0;
 
   /** @internal constructed by StoreWorkerPool.openStoreStream */
   constructor(
     readonly dest: string,
     private readonly maxInFlight: number,
     private readonly id: number,
+    private readonly pool: StoreWorkerPool,
     private readonly post: (msg: WorkerRequest, transfer?: ArrayBuffer[]) => void,
   ) {
     this.settled = new Promise((res, rej) => {
@@ -256,23 +301,46 @@ export class StoreStream {
     return this.inFlight;
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
-    for (let off = 0; off < chunk.length; off += STREAM_CHUNK_MAX) {
-      if (this.failure) throw this.failure;
-      if (this.ended) throw new Error(`store stream of ${this.dest} is already finished`);
-      while (this.inFlight >= this.maxInFlight && !this.failure) await new Promise<void>((r) => this.waiters.push(r));
-      if (this.failure) throw this.failure;
-      const piece = chunk.subarray(off, Math.min(chunk.length, off + STREAM_CHUNK_MAX));
-      const ab = new ArrayBuffer(piece.length);
-      new Uint8Array(ab).set(piece);
-      this.inFlight += piece.length;
-      this.post({ id: this.id, type: 'streamChunk', buf: ab }, [ab]);
+  /** Copies `chunk` towards the worker. False when the caller should wait for drained(). */
+  push(chunk: Uint8Array): boolean {
+    if (this.failure) throw this.failure;
+    if (this.ended) throw new Error(`store stream of ${this.dest} is already finished`);
+    let off = 0;
+    while (off < chunk.length) {
+      this.buf ??= this.pool.takeBuffer();
+      const n = Math.min(chunk.length - off, this.buf.byteLength - this.used);
+      new Uint8Array(this.buf, this.used, n).set(chunk.subarray(off, off + n));
+      this.used += n;
+      off += n;
+      if (this.used === this.buf.byteLength) this.flush();
     }
+    return this.inFlight < this.maxInFlight;
+  }
+
+  /** Resolves when the worker holds fewer than maxInFlightBytes, or the store failed. */
+  async drained(): Promise<void> {
+    while (this.inFlight >= this.maxInFlight && !this.failure) await new Promise<void>((r) => this.waiters.push(r));
+    if (this.failure) throw this.failure;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (!this.push(chunk)) await this.drained();
+  }
+
+  private flush(): void {
+    if (!this.buf || this.used === 0) return;
+    const buf = this.buf;
+    const len = this.used;
+    this.buf = null;
+    this.used = 0;
+    this.inFlight += len;
+    this.post({ id: this.id, type: 'streamChunk', buf, len }, [buf]);
   }
 
   /** Ends the input; resolves when the file is durably in place. */
   finish(): Promise<StoredDigest> {
     if (!this.ended && !this.failure) {
+      this.flush();
       this.ended = true;
       this.post({ id: this.id, type: 'streamEnd' });
     }
@@ -304,6 +372,69 @@ export class StoreStream {
       this.resolveSettled(result!);
     }
     for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+/**
+ * Packs small files back to back into transfer buffers and stores each full buffer's files in
+ * one worker round trip. A file must fit in one buffer (at most TRANSFER_BUFFER bytes).
+ */
+export class FilePacker {
+  private buf: ArrayBuffer | null = null;
+  private used = 0;
+  private files: PackedFile[] = [];
+  private callbacks: Array<(d: StoredFile) => void | Promise<void>> = [];
+  private current: PackedFile | null = null;
+
+  /** @internal */
+  constructor(private readonly pool: StoreWorkerPool, private readonly spec: StoreSpec) {}
+
+  /**
+   * Starts a file of `size` bytes. If the buffer in hand has no room for it, the files packed so
+   * far are handed to a worker: their promise is returned (null when nothing was sent).
+   */
+  begin(dest: string, size: number): Promise<void> | null {
+    if (size > TRANSFER_BUFFER) throw new RangeError(`${dest}: ${size} bytes do not fit in a transfer buffer`);
+    const sent = this.buf && this.used + size > this.buf.byteLength ? this.flush() : null;
+    this.buf ??= this.pool.takeBuffer();
+    this.current = { dest, offset: this.used, length: 0 };
+    return sent;
+  }
+
+  /** Appends a chunk of the current file. */
+  append(chunk: Uint8Array): void {
+    const f = this.current!;
+    if (f.offset + f.length + chunk.length > this.buf!.byteLength) throw new RangeError(`${f.dest}: more bytes than announced`);
+    new Uint8Array(this.buf!, f.offset + f.length, chunk.length).set(chunk);
+    f.length += chunk.length;
+  }
+
+  /** Ends the current file; `stored` runs with its result once the worker has stored it. */
+  commit(stored: (d: StoredFile) => void | Promise<void>): void {
+    const f = this.current!;
+    this.current = null;
+    this.used = f.offset + f.length;
+    this.files.push(f);
+    this.callbacks.push(stored);
+  }
+
+  get pendingFiles(): number {
+    return this.files.length;
+  }
+
+  /** Hands the packed files to a worker; resolves once they are stored and their callbacks ran. */
+  flush(): Promise<void> | null {
+    if (!this.buf || !this.files.length) return null;
+    const buf = this.buf;
+    const files = this.files;
+    const callbacks = this.callbacks;
+    this.buf = null;
+    this.used = 0;
+    this.files = [];
+    this.callbacks = [];
+    return this.pool.storePacked(buf, files, this.spec).then(async (results) => {
+      for (let i = 0; i < results.length; i++) await callbacks[i]!(results[i]!);
+    });
   }
 }
 

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createFileChecksum, type ChecksumAlgorithm, type FileChecksum } from 'pg-replication/checksum';
 import { sha256Buffers, sha256File } from './checksum.js';
 import { compressWhole, createCompressor, createDecompressor, type Codec } from './codec.js';
 import { DurableWriter, fsyncDir, linkDurable, TMP_SUFFIX } from './durable.js';
@@ -20,6 +21,17 @@ export interface StoredFile {
   storedSize: number;
   /** true when dest is a hard link to reuseFrom.path */
   reused: boolean;
+  /** the content's checksum in a backup manifest's algorithm, when one was asked for */
+  manifestChecksum?: string;
+}
+
+/** How a file is stored: codec and level, whether to fsync it, which manifest checksum to compute. */
+export interface StoreSpec {
+  codec: Codec;
+  level?: number;
+  /** false leaves fsync to the caller (syncTree); default true */
+  sync?: boolean;
+  manifestChecksum?: ChecksumAlgorithm;
 }
 
 export interface ReuseCandidate {
@@ -36,6 +48,7 @@ export interface StoreFileJob {
   codec: Codec;
   level?: number;
   reuseFrom?: ReuseCandidate;
+  manifestChecksum?: ChecksumAlgorithm;
 }
 
 const READ_CHUNK = 1 << 20;
@@ -136,16 +149,74 @@ export async function hashStoredFile(path: string, codec: Codec): Promise<{ chec
  * loop). Writes go to the page cache; `sync: false` leaves fsync to the caller (syncTree).
  */
 export async function storePlain(source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, dest: string, sync = true): Promise<StoredFile> {
-  return storeFramed(source, dest, 'none', undefined, sync);
+  return storeFramed(source, dest, { codec: 'none', sync });
+}
+
+function manifestSum(alg: ChecksumAlgorithm | undefined): FileChecksum | null {
+  return alg && alg !== 'NONE' ? createFileChecksum(alg) : null;
+}
+
+/**
+ * An uncompressed file written from the calling thread as its bytes arrive, with synchronous
+ * syscalls: each chunk is hashed (SHA-256, and the manifest's algorithm when asked) and written
+ * straight from the caller's buffer, which may be reused as soon as `write` returns. This is how
+ * an uncompressed backup stores members without a copy or a thread hop (pg_basebackup's way).
+ * Writes go to dest.tmp and reach the page cache; `finish` renames without fsync (syncTree later).
+ */
+export class PlainFileWriter {
+  private readonly tmp: string;
+  private readonly fd: number;
+  private readonly hash = createHash('sha256');
+  private readonly msum: FileChecksum | null;
+  private size = 0;
+
+  constructor(private readonly dest: string, manifestChecksum?: ChecksumAlgorithm) {
+    this.tmp = dest + TMP_SUFFIX;
+    this.fd = openSync(this.tmp, 'w', 0o600);
+    this.msum = manifestSum(manifestChecksum);
+  }
+
+  write(chunk: Uint8Array): void {
+    this.hash.update(chunk);
+    this.msum?.update(chunk as Buffer);
+    let off = 0;
+    try {
+      while (off < chunk.length) off += writeSync(this.fd, chunk, off, chunk.length - off, this.size + off);
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
+    this.size += chunk.length;
+  }
+
+  finish(): StoredFile {
+    closeSync(this.fd);
+    renameSync(this.tmp, this.dest);
+    const m = this.msum ? { manifestChecksum: this.msum.digest() } : {};
+    return { checksum: this.hash.digest('hex'), size: this.size, storedSize: this.size, reused: false, ...m };
+  }
+
+  abort(): void {
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    rmSync(this.tmp, { force: true });
+  }
 }
 
 /**
  * Stores a small file held in memory: one hash, one compression call, one write. The batch path
  * of the store workers (see StoreWorkerPool.storeBatch).
  */
-export function storeSmall(source: Uint8Array[], dest: string, codec: Codec, level: number | undefined, sync: boolean): StoredFile {
+export function storeSmall(source: Uint8Array[], dest: string, spec: StoreSpec): StoredFile {
+  const { codec, level } = spec;
+  const sync = spec.sync ?? true;
   const data = source.length === 1 ? Buffer.from(source[0]!.buffer, source[0]!.byteOffset, source[0]!.byteLength) : Buffer.concat(source);
   const checksum = createHash('sha256').update(data).digest('hex');
+  const msum = manifestSum(spec.manifestChecksum);
+  msum?.update(data);
   const out = compressWhole(codec, data, level);
   const tmp = dest + TMP_SUFFIX;
   const fd = openSync(tmp, 'w', 0o600);
@@ -161,7 +232,7 @@ export function storeSmall(source: Uint8Array[], dest: string, codec: Codec, lev
   }
   closeSync(fd);
   renameSync(tmp, dest);
-  return { checksum, size: data.length, storedSize: out.length, reused: false };
+  return { checksum, size: data.length, storedSize: out.length, reused: false, ...(msum ? { manifestChecksum: msum.digest() } : {}) };
 }
 
 /**
@@ -170,10 +241,13 @@ export function storeSmall(source: Uint8Array[], dest: string, codec: Codec, lev
  * file of their codec. One compression call per chunk with a reused context, instead of a stream
  * pipeline, keeps the store workers' CPU on compression itself.
  */
-export async function storeFramed(source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, dest: string, codec: Codec, level: number | undefined, sync: boolean): Promise<StoredFile> {
+export async function storeFramed(source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, dest: string, spec: StoreSpec): Promise<StoredFile> {
+  const { codec, level } = spec;
+  const sync = spec.sync ?? true;
   const tmp = dest + TMP_SUFFIX;
   const fd = openSync(tmp, 'w', 0o600);
   const hash = createHash('sha256');
+  const msum = manifestSum(spec.manifestChecksum);
   let size = 0;
   let stored = 0;
   try {
@@ -182,6 +256,7 @@ export async function storeFramed(source: Iterable<Uint8Array> | AsyncIterable<U
       if (chunk.length === 0) continue;
       const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       hash.update(data);
+      msum?.update(data);
       size += data.length;
       const out = compressWhole(codec, data, level);
       let off = 0;
@@ -203,5 +278,5 @@ export async function storeFramed(source: Iterable<Uint8Array> | AsyncIterable<U
   closeSync(fd);
   renameSync(tmp, dest);
   if (sync) await fsyncDir(dirname(dest));
-  return { checksum: hash.digest('hex'), size, storedSize: stored, reused: false };
+  return { checksum: hash.digest('hex'), size, storedSize: stored, reused: false, ...(msum ? { manifestChecksum: msum.digest() } : {}) };
 }

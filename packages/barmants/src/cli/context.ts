@@ -9,7 +9,7 @@ import { loadConfig, type Config, type ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import type { OutputFormat } from '../output/index.js';
-import { ServerLayout, catalogPath } from '../repository/index.js';
+import { ServerLayout, catalogPath } from '../repository/layout.js';
 
 export interface GlobalArgs {
   config?: string;
@@ -49,6 +49,7 @@ export class Context {
       this.log = createLogger({
         level: this.args.debug ? 'DEBUG' : this.args.quiet ? 'WARNING' : (g?.logLevel ?? 'INFO'),
         file: g?.logFile ?? null,
+        json: g?.logFormat === 'json',
         console: true,
       });
     }

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { BarmantsError, exitCodeOf, formatError } from '../errors/index.js';
 import { render, type OutputFormat } from '../output/index.js';
-import { COMMANDS } from './commands/registry.js';
+import { commandsFor } from './commands/registry.js';
 import { Context } from './context.js';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -36,7 +36,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .fail((msg, err) => {
       throw err ?? new BarmantsError('usage', msg);
     });
-  for (const spec of COMMANDS) {
+  for (const spec of await commandsFor(argv)) {
     parser.command({
       command: spec.command,
       aliases: spec.aliases,

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import tar, { type Header } from 'tar-stream';
+import type { Header } from 'tar-stream';
 
 type Headers = Partial<Header> & { name: string };
 import { BarmantsError } from '../errors/index.js';
@@ -104,6 +104,7 @@ async function streamRoot(
   progress: RestoreProgress,
   report: () => void,
 ): Promise<void> {
+  const { default: tar } = await import('tar-stream');
   const pack = tar.pack();
   const remote = session.exec(`tar -x --no-same-owner -f - -C ${shellQuote(root)}`, pack as unknown as Readable);
   const mtime = new Date();

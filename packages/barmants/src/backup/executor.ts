@@ -312,14 +312,16 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
           },
         };
       }
-      return pool.openStoreStream(dest, codec, server.backupCompression.level, { sync: false, manifestChecksum: manifestAlg }).then((out) => ({
+      // Large members: every worker compresses frames of the same file at once (one table is
+      // often most of a cluster); this thread hashes and writes the frames in order.
+      const out = pool.openParallelFile(dest, spec);
+      return {
         data: (chunk) => (out.push(chunk) ? undefined : out.drained()),
         end: () => {
-          // The worker compresses and writes while the next member streams in.
           track(out.finish().then(record));
           return settle();
         },
-      }));
+      };
     };
 
     let res;

@@ -4,18 +4,18 @@
  * Writes never go through a symlink: directories are created and lstat-checked before any file,
  * files are opened O_EXCL|O_NOFOLLOW, and symlinks are created last.
  */
-import { closeSync, constants, futimesSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
-import type { Readable } from 'node:stream';
-import { lstat, mkdir, open, readdir, readlink, rm, symlink, unlink, chmod, type FileHandle } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
+import { lstat, mkdir, readdir, readlink, rm, symlink, unlink, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { BarmantsError } from '../errors/index.js';
-import { codecSuffix, createDecompressor, decompressWhole, writeFileDurable, fsyncDir, CODECS, type Codec } from '../repository/index.js';
+import { writeFileDurable, fsyncDir, StoreWorkerPool, type Codec } from '../repository/index.js';
 import type { BackupMember } from './backup-files.js';
+import { describeMember, INCOMPLETE_MARKER, ioError, SMALL_MEMBER, type RestoreFileJob } from './restore-file.js';
 
-/** Written first, removed last: a directory holding it is not a usable restore. */
-export const INCOMPLETE_MARKER = 'barmants_recovery_INCOMPLETE';
+export { INCOMPLETE_MARKER, storedMemberPath, describeMember, openStoredMember } from './restore-file.js';
+
+const RESTORE_BATCH_FILES = 128;
+const RESTORE_BATCH_BYTES = 8 << 20;
 
 /** Files of the source cluster that must never reach a restored directory. */
 const NEVER_RESTORED = new Set(['postmaster.pid', 'postmaster.opts', INCOMPLETE_MARKER, 'recovery.signal', 'standby.signal']);
@@ -55,12 +55,6 @@ export interface RestoreSummary {
   seconds: number;
 }
 
-/** Where a member's bytes are stored inside the backup directory. */
-export function storedMemberPath(backupDir: string, m: Pick<BackupMember, 'ts' | 'path'>, codec: Codec): string {
-  const root = m.ts === null ? join(backupDir, 'data') : join(backupDir, 'tablespaces', String(m.ts));
-  return join(root, m.path) + codecSuffix(codec);
-}
-
 /** Whether a member belongs in a restored directory at all. */
 export function isRestoredMember(m: Pick<BackupMember, 'ts' | 'path'>): boolean {
   return !(m.ts === null && NEVER_RESTORED.has(m.path));
@@ -77,39 +71,6 @@ export async function clearIncomplete(dest: string): Promise<void> {
   await fsyncDir(dest);
 }
 
-/**
- * Opens the decompressed content of a stored member. A file hard-linked from an earlier backup
- * written with another codec still opens: the other suffixes are tried when the expected is absent.
- */
-export async function openStoredMember(backupDir: string, m: BackupMember, codec: Codec): Promise<{ path: string; stream: Readable; codec: Codec }> {
-  const order = [codec, ...CODECS.filter((c) => c !== codec)];
-  for (const c of order) {
-    const path = storedMemberPath(backupDir, m, c);
-    try {
-      const fh = await open(path, constants.O_RDONLY);
-      return { path, stream: fh.createReadStream({ highWaterMark: 1 << 20 }), codec: c };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${path}`, e);
-    }
-  }
-  throw new BarmantsError('integrity', `stored file for ${describeMember(m)} is missing from the backup (${storedMemberPath(backupDir, m, codec)})`, {
-    hint: 'the backup is damaged: run `barmants verify-backup` and restore another backup',
-  });
-}
-
-export function describeMember(m: Pick<BackupMember, 'ts' | 'path'>): string {
-  return m.ts === null ? m.path : `${m.path} (tablespace ${m.ts})`;
-}
-
-function ioError(message: string, cause: unknown): BarmantsError {
-  return new BarmantsError('io', `${message}: ${(cause as Error).message}`, { cause });
-}
-
-function integrityError(m: BackupMember, storedPath: string, why: string): BarmantsError {
-  return new BarmantsError('integrity', `${describeMember(m)}: ${why} (stored as ${storedPath}); the restore stopped`, {
-    hint: `the destination is incomplete (marked by ${INCOMPLETE_MARKER}); run \`barmants verify-backup\`, then restore another backup or rerun with --delta once fixed`,
-  });
-}
 
 function rootOf(opts: RestoreOptions, ts: number | null): string {
   if (ts === null) return opts.dest;
@@ -149,18 +110,6 @@ function parentsOf(path: string): string[] {
   const out: string[] = [];
   for (let i = 1; i < parts.length; i++) out.push(parts.slice(0, i).join('/'));
   return out;
-}
-
-async function sha256OfFile(path: string): Promise<string> {
-  const h = createHash('sha256');
-  // O_NOFOLLOW: delta compares only regular files that are really in DEST.
-  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) h.update(chunk as Buffer);
-  } finally {
-    await fh.close();
-  }
-  return h.digest('hex');
 }
 
 /** Restores every member into DEST and the tablespace directories. Throws on the first failure. */
@@ -218,37 +167,61 @@ export async function restoreMembers(opts: RestoreOptions): Promise<RestoreSumma
     }
   }
 
-  // 3. Files, `jobs` at a time.
+  // 3. Files, in the store workers (read, decompress, SHA-256, write: CPU work on every core),
+  //    small ones in batches so that per-file messaging does not dominate.
   const jobs = Math.max(1, Math.floor(opts.jobs));
+  const pool = new StoreWorkerPool(Math.min(jobs, availableParallelism()));
+  const batches: BackupMember[][] = [];
+  let batch: BackupMember[] = [];
+  let batchBytes = 0;
+  for (const m of files) {
+    if (m.size > SMALL_MEMBER) {
+      batches.push([m]);
+      continue;
+    }
+    batch.push(m);
+    batchBytes += m.size;
+    if (batch.length >= RESTORE_BATCH_FILES || batchBytes >= RESTORE_BATCH_BYTES) {
+      batches.push(batch);
+      batch = [];
+      batchBytes = 0;
+    }
+  }
+  if (batch.length) batches.push(batch);
   let next = 0;
   let failure: unknown = null;
-  const worker = async (): Promise<void> => {
-    while (failure === null && next < files.length) {
+  const lane = async (): Promise<void> => {
+    while (failure === null && next < batches.length) {
       if (opts.signal?.aborted) {
         failure = new BarmantsError('io', 'restore interrupted', { hint: `the destination is incomplete (marked by ${INCOMPLETE_MARKER}); rerun with --delta to finish it` });
         return;
       }
-      const m = files[next++]!;
+      const b = batches[next++]!;
       try {
-        const r = await restoreFile(opts, m, (n) => {
-          progress.bytesDone += n;
-          report();
-        });
-        if (r === 'unchanged') {
-          summary.unchanged++;
+        const work: RestoreFileJob[] = b.map((m) => ({ backupDir: opts.backupDir, codec: opts.codec, member: m, target: join(rootOf(opts, m.ts), m.path), delta: opts.delta }));
+        const results = await pool.restoreFiles(work);
+        for (let i = 0; i < b.length; i++) {
+          const m = b[i]!;
+          if (results[i] === 'unchanged') summary.unchanged++;
+          else {
+            summary.files++;
+            summary.bytes += m.size;
+          }
           progress.bytesDone += m.size;
-        } else {
-          summary.files++;
-          summary.bytes += m.size;
+          progress.filesDone++;
         }
-        progress.filesDone++;
         report();
       } catch (e) {
         if (failure === null) failure = e;
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(jobs, Math.max(1, files.length)) }, worker));
+  try {
+    // Two batches per worker in flight: a worker never waits for the main thread.
+    await Promise.all(Array.from({ length: Math.min(pool.size * 2, Math.max(1, batches.length)) }, lane));
+  } finally {
+    await pool.close();
+  }
   if (failure !== null) throw failure;
 
   // 4. Symlinks last: nothing is written after them, so nothing is written through them.
@@ -308,168 +281,4 @@ async function pruneExtra(root: string, rel: string, keep: Map<string, BackupMem
   return removed;
 }
 
-async function restoreFile(opts: RestoreOptions, m: BackupMember, onBytes: (n: number) => void): Promise<'written' | 'unchanged'> {
-  const target = join(rootOf(opts, m.ts), m.path);
-  if (opts.delta) {
-    let st;
-    try {
-      st = await lstat(target);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    if (st !== undefined) {
-      if (st.isFile() && st.size === m.size && (await sha256OfFile(target)) === m.sha256) {
-        if ((st.mode & 0o777) !== 0o600) await chmod(target, 0o600);
-        return 'unchanged';
-      }
-      await rm(target, { recursive: true, force: true });
-    }
-  }
-  if (m.size <= SMALL_MEMBER) return restoreSmallFile(opts, m, target, onBytes);
-  if (opts.codec === 'none') {
-    const plain = storedMemberPath(opts.backupDir, m, 'none');
-    let fd: number | null = null;
-    try {
-      fd = openSync(plain, constants.O_RDONLY);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${plain}`, e);
-    }
-    if (fd !== null) return copyPlainFile(fd, plain, m, target, onBytes);
-  }
-  const src = await openStoredMember(opts.backupDir, m, opts.codec);
-  let out: FileHandle;
-  try {
-    // O_EXCL|O_NOFOLLOW: a symlink (or anything) planted at the target makes this fail, never redirect.
-    out = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    src.stream.destroy();
-    throw ioError(`cannot create ${target}`, e);
-  }
-  const hash = createHash('sha256');
-  let size = 0;
-  try {
-    const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
-      for await (const chunk of source) {
-        hash.update(chunk);
-        size += chunk.length;
-        let off = 0;
-        while (off < chunk.length) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
-        onBytes(chunk.length);
-      }
-    };
-    try {
-      if (src.codec === 'none') await pipeline(src.stream, sink);
-      else await pipeline(src.stream, createDecompressor(src.codec), sink);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code && /^E[A-Z]+$/.test((e as NodeJS.ErrnoException).code!) && (e as NodeJS.ErrnoException).code !== 'ERR_LZ4_CORRUPT') {
-        throw ioError(`cannot restore ${describeMember(m)} into ${target}`, e);
-      }
-      throw integrityError(m, src.path, `the stored file cannot be decompressed: ${(e as Error).message}`);
-    }
-    const digest = hash.digest('hex');
-    if (size !== m.size) throw integrityError(m, src.path, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
-    if (digest !== m.sha256) throw integrityError(m, src.path, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
-    if (m.mtime !== null && m.mtime !== undefined) await out.utimes(m.mtime, m.mtime);
-  } finally {
-    await out.close();
-  }
-  return 'written';
-}
 
-/** Members up to this size (stored in one frame) are restored whole, with synchronous syscalls. */
-const SMALL_MEMBER = 1 << 20;
-
-/**
- * Most members of a cluster are small: read, decompress, verify and write each in one go. A
- * stream pipeline per 8 KiB file cost more than the copy itself. The same checks as the streaming
- * path: O_EXCL|O_NOFOLLOW on the target, size and sha256 before the file is considered restored.
- */
-function restoreSmallFile(opts: RestoreOptions, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
-  const order = [opts.codec, ...CODECS.filter((c) => c !== opts.codec)];
-  let stored: Buffer | null = null;
-  let codec: Codec = opts.codec;
-  let path = storedMemberPath(opts.backupDir, m, opts.codec);
-  for (const c of order) {
-    const p = storedMemberPath(opts.backupDir, m, c);
-    try {
-      stored = readFileSync(p);
-      codec = c;
-      path = p;
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${p}`, e);
-    }
-  }
-  if (stored === null) {
-    throw new BarmantsError('integrity', `stored file for ${describeMember(m)} is missing from the backup (${path})`, {
-      hint: 'the backup is damaged: run `barmants verify-backup` and restore another backup',
-    });
-  }
-  let data: Buffer;
-  try {
-    data = decompressWhole(codec, stored);
-  } catch (e) {
-    throw integrityError(m, path, `the stored file cannot be decompressed: ${(e as Error).message}`);
-  }
-  if (data.length !== m.size) throw integrityError(m, path, `size mismatch: ${data.length} bytes restored, the file list says ${m.size}`);
-  const digest = createHash('sha256').update(data).digest('hex');
-  if (digest !== m.sha256) throw integrityError(m, path, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
-  let fd: number;
-  try {
-    fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    throw ioError(`cannot create ${target}`, e);
-  }
-  try {
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
-  } catch (e) {
-    throw ioError(`cannot restore ${describeMember(m)} into ${target}`, e);
-  } finally {
-    closeSync(fd);
-  }
-  onBytes(data.length);
-  return 'written';
-}
-
-/**
- * An uncompressed stored member: read, hash and write 1 MiB at a time with synchronous syscalls
- * (no stream machinery between two page-cache copies). Takes ownership of `srcFd`.
- */
-function copyPlainFile(srcFd: number, storedPath: string, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
-  let fd: number;
-  try {
-    fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    closeSync(srcFd);
-    throw ioError(`cannot create ${target}`, e);
-  }
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1 << 20);
-  let size = 0;
-  try {
-    for (;;) {
-      let n: number;
-      try {
-        n = readSync(srcFd, buf, 0, buf.length, size);
-      } catch (e) {
-        throw ioError(`cannot read stored file ${storedPath}`, e);
-      }
-      if (n === 0) break;
-      hash.update(buf.subarray(0, n));
-      let off = 0;
-      while (off < n) off += writeSync(fd, buf, off, n - off, size + off);
-      size += n;
-      onBytes(n);
-    }
-    if (size !== m.size) throw integrityError(m, storedPath, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
-    const digest = hash.digest('hex');
-    if (digest !== m.sha256) throw integrityError(m, storedPath, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
-    if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
-  } finally {
-    closeSync(fd);
-    closeSync(srcFd);
-  }
-  return 'written';
-}

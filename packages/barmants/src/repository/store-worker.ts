@@ -4,8 +4,11 @@
 import { parentPort } from 'node:worker_threads';
 import type { Codec } from './codec.js';
 import type { PackedFile } from './store.js';
+import { restoreFile, type RestoreFileJob } from '../recovery/restore-file.js';
+import { BarmantsError, type ErrorKind } from '../errors/index.js';
 import { hashStoredFile, storeFile, storeFramed, storeSmall, type StoreFileJob, type StoreSpec } from './storing.js';
 import { dirname } from 'node:path';
+import { compressWhole } from './codec.js';
 import { fsyncDir } from './durable.js';
 
 async function fsyncDirs(paths: string[]): Promise<void> {
@@ -20,11 +23,13 @@ export type WorkerRequest =
   | { id: number; type: 'streamChunk'; buf: ArrayBuffer; len: number }
   | { id: number; type: 'streamEnd' }
   | { id: number; type: 'streamAbort' }
+  | { id: number; type: 'restore'; jobs: RestoreFileJob[] }
+  | { id: number; type: 'compressFrame'; buf: ArrayBuffer; len: number; codec: Codec; level?: number }
   | { id: number; type: 'ping' };
 
 export type WorkerReply =
   | { id: number; type: 'done'; result: unknown }
-  | { id: number; type: 'failed'; error: { message: string; code?: string; name: string; stack?: string } }
+  | { id: number; type: 'failed'; error: { message: string; code?: string; name: string; stack?: string; kind?: ErrorKind; hint?: string } }
   /** a chunk consumed; its transfer buffer comes back with it */
   | { id: number; type: 'ack'; bytes: number; buf?: ArrayBuffer };
 
@@ -87,8 +92,9 @@ function reply(id: number, work: Promise<unknown>, before?: () => void): void {
       before?.();
       const e = err instanceof Error ? err : new Error(String(err));
       const code = (e as NodeJS.ErrnoException).code;
+      const kind = e instanceof BarmantsError ? { kind: e.kind, hint: e.hint } : {};
       port!.postMessage({
-        id, type: 'failed', error: { message: e.message, name: e.name, stack: e.stack, ...(code ? { code } : {}) },
+        id, type: 'failed', error: { message: e.message, name: e.name, stack: e.stack, ...(code ? { code } : {}), ...kind },
       } satisfies WorkerReply);
     },
   );
@@ -108,6 +114,27 @@ port.on('message', (msg: WorkerRequest) => {
       })();
       // The buffer goes home first: after "done" this task no longer listens on the worker.
       reply(msg.id, work, () => port!.postMessage({ id: msg.id, type: 'ack', bytes: 0, buf } satisfies WorkerReply, [buf]));
+      break;
+    }
+    case 'restore':
+      reply(msg.id, (async () => {
+        const out: Array<'written' | 'unchanged'> = [];
+        for (const job of msg.jobs) out.push(await restoreFile(job));
+        return out;
+      })());
+      break;
+    case 'compressFrame': {
+      const { buf, len } = msg;
+      try {
+        const out = compressWhole(msg.codec, Buffer.from(buf, 0, len), msg.level);
+        // Its own exact-size buffer, transferred: a Buffer from Node's pool would clone the pool.
+        const frame = new Uint8Array(out.length);
+        frame.set(out);
+        port.postMessage({ id: msg.id, type: 'ack', bytes: 0, buf } satisfies WorkerReply, [buf]);
+        port.postMessage({ id: msg.id, type: 'done', result: frame } satisfies WorkerReply, [frame.buffer]);
+      } catch (err) {
+        reply(msg.id, Promise.reject(err));
+      }
       break;
     }
     case 'hash':

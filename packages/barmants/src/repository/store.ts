@@ -5,14 +5,18 @@
 // The worker script is `store-worker.js` next to this module when running from `dist/`; under tsx
 // (running `src/*.ts` directly) it is the `.ts` sibling, loaded through tsx's register() because
 // Node 20 workers do not inherit the parent's --import loaders.
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { createFileChecksum, type FileChecksum } from 'pg-replication/checksum';
+import { TMP_SUFFIX } from './durable.js';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { BarmantsError } from '../errors/index.js';
+import { BarmantsError, type ErrorKind } from '../errors/index.js';
 import type { Codec } from './codec.js';
 import type { StoredFile, StoreFileJob, StoreSpec } from './storing.js';
 import type { WorkerReply, WorkerRequest } from './store-worker.js';
+import type { RestoreFileJob } from '../recovery/restore-file.js';
 
 export type { StoredFile, StoreFileJob, ReuseCandidate, StoreSpec } from './storing.js';
 
@@ -64,9 +68,13 @@ type Grant = (slot: Slot) => void;
 type TaskRequest =
   | { type: 'store'; job: StoreFileJob }
   | { type: 'storePacked'; buf: ArrayBuffer; files: PackedFile[]; spec: StoreSpec }
-  | { type: 'hash'; path: string; codec: Codec };
+  | { type: 'hash'; path: string; codec: Codec }
+  | { type: 'restore'; jobs: RestoreFileJob[] }
+  | { type: 'compressFrame'; buf: ArrayBuffer; len: number; codec: Codec; level?: number };
 
-function reviveError(e: { message: string; code?: string; name: string; stack?: string }, what: string): Error {
+function reviveError(e: { message: string; code?: string; name: string; stack?: string; kind?: ErrorKind; hint?: string }, what: string): Error {
+  // A BarmantsError raised in the worker comes back as itself: its message and hint are for the user.
+  if (e.kind) return new BarmantsError(e.kind, e.message, e.hint ? { hint: e.hint } : {});
   const cause = Object.assign(new Error(e.message), { name: e.name, ...(e.code ? { code: e.code } : {}) });
   if (e.stack) cause.stack = e.stack;
   const kind = e.code === 'ERR_LZ4_CORRUPT' || /incorrect header|invalid|corrupt|unknown frame|truncated/i.test(e.message)
@@ -111,6 +119,19 @@ export class StoreWorkerPool {
     return this.run({ type: 'storePacked', buf, files, spec }, `cannot store ${files.length} files`, [buf]) as Promise<StoredFile[]>;
   }
 
+  /**
+   * Compresses one chunk into a self-contained frame in a worker; the transfer buffer is handed
+   * over and comes back to the pool.
+   */
+  compressFrame(buf: ArrayBuffer, len: number, codec: Codec, level?: number): Promise<Uint8Array> {
+    return this.run({ type: 'compressFrame', buf, len, codec, ...(level !== undefined ? { level } : {}) }, 'cannot compress', [buf]) as Promise<Uint8Array>;
+  }
+
+  /** A large file whose chunks are compressed by all the workers at once (see ParallelFrameWriter). */
+  openParallelFile(dest: string, spec: StoreSpec): ParallelFrameWriter {
+    return new ParallelFrameWriter(this, dest, spec);
+  }
+
   /** A packer of small files into transfer buffers for storePacked, for one store spec. */
   packer(spec: StoreSpec): FilePacker {
     return new FilePacker(this, spec);
@@ -129,6 +150,11 @@ export class StoreWorkerPool {
       return new Uint8Array(ab);
     });
     return this.run({ type: 'store', job: { ...job, source: source as Buffer[] } }, `cannot store ${job.dest}`, transfer) as Promise<StoredFile>;
+  }
+
+  /** Restores members into their target files, in order (recovery); see recovery/restore-file.ts. */
+  restoreFiles(jobs: RestoreFileJob[]): Promise<Array<'written' | 'unchanged'>> {
+    return this.run({ type: 'restore', jobs }, `cannot restore ${jobs.length === 1 ? jobs[0]!.target : `${jobs.length} files`}`) as Promise<Array<'written' | 'unchanged'>>;
   }
 
   /** sha256 and size of a stored file's uncompressed content (verify-backup). */
@@ -435,6 +461,125 @@ export class FilePacker {
     return this.pool.storePacked(buf, files, this.spec).then(async (results) => {
       for (let i = 0; i < results.length; i++) await callbacks[i]!(results[i]!);
     });
+  }
+}
+
+/**
+ * A large file stored as a sequence of independently compressed frames (one per transfer buffer),
+ * the frames compressed by every worker in parallel and written here in order. This thread hashes
+ * the content (SHA-256 and the manifest's algorithm) as it copies it into the transfer buffers:
+ * one table of a cluster is often most of its size, and a single worker would compress it alone.
+ * Writes reach the page cache; the caller makes the tree durable (syncTree), as for packed files.
+ */
+export class ParallelFrameWriter {
+  private readonly tmp: string;
+  private fd: number | null;
+  private readonly hash = createHash('sha256');
+  private readonly msum: FileChecksum | null;
+  private buf: ArrayBuffer | null = null;
+  private used = 0;
+  private size = 0;
+  private stored = 0;
+  private nextSeq = 0;
+  private writeSeq = 0;
+  private readonly done = new Map<number, Uint8Array>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: Error | null = null;
+  private readonly maxInFlight: number;
+
+  /** @internal */
+  constructor(private readonly pool: StoreWorkerPool, private readonly dest: string, private readonly spec: StoreSpec) {
+    this.tmp = dest + TMP_SUFFIX;
+    this.fd = openSync(this.tmp, 'w', 0o600);
+    this.msum = spec.manifestChecksum && spec.manifestChecksum !== 'NONE' ? createFileChecksum(spec.manifestChecksum) : null;
+    this.maxInFlight = pool.size * 2;
+  }
+
+  /** Copies `chunk` in. False when the caller should wait for drained(). */
+  push(chunk: Uint8Array): boolean {
+    if (this.failure) throw this.failure;
+    this.hash.update(chunk);
+    this.msum?.update(chunk as Buffer);
+    this.size += chunk.length;
+    let off = 0;
+    while (off < chunk.length) {
+      this.buf ??= this.pool.takeBuffer();
+      const n = Math.min(chunk.length - off, this.buf.byteLength - this.used);
+      new Uint8Array(this.buf, this.used, n).set(chunk.subarray(off, off + n));
+      this.used += n;
+      off += n;
+      if (this.used === this.buf.byteLength) this.submit();
+    }
+    return this.inFlight.size < this.maxInFlight;
+  }
+
+  /** Resolves once fewer than two frames per worker are being compressed. */
+  async drained(): Promise<void> {
+    while (this.inFlight.size >= this.maxInFlight && !this.failure) await Promise.race(this.inFlight);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Ends the file: resolves when every frame is written and the file renamed into place. */
+  async finish(): Promise<StoredFile> {
+    if (this.buf && this.used > 0) this.submit();
+    if (this.size === 0) {
+      // An empty file is still a valid, empty compressed file.
+      const b = this.pool.takeBuffer();
+      this.buf = b;
+      this.used = 0;
+      this.submit();
+    }
+    while (this.inFlight.size && !this.failure) await Promise.race(this.inFlight);
+    if (this.failure) {
+      this.abort();
+      throw this.failure;
+    }
+    closeSync(this.fd!);
+    this.fd = null;
+    renameSync(this.tmp, this.dest);
+    const m = this.msum ? { manifestChecksum: this.msum.digest() } : {};
+    return { checksum: this.hash.digest('hex'), size: this.size, storedSize: this.stored, reused: false, ...m };
+  }
+
+  abort(): void {
+    if (this.fd !== null) {
+      closeSync(this.fd);
+      this.fd = null;
+    }
+    rmSync(this.tmp, { force: true });
+  }
+
+  private submit(): void {
+    const buf = this.buf!;
+    const len = this.used;
+    this.buf = null;
+    this.used = 0;
+    const seq = this.nextSeq++;
+    const p: Promise<void> = this.pool.compressFrame(buf, len, this.spec.codec, this.spec.level).then(
+      (frame) => {
+        this.done.set(seq, frame);
+        this.writeReady();
+      },
+      (err: Error) => {
+        this.failure ??= err;
+      },
+    ).finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+  }
+
+  /** Writes the frames that are next in order. */
+  private writeReady(): void {
+    for (let f = this.done.get(this.writeSeq); f !== undefined && this.fd !== null; f = this.done.get(this.writeSeq)) {
+      this.done.delete(this.writeSeq++);
+      try {
+        let off = 0;
+        while (off < f.length) off += writeSync(this.fd, f, off, f.length - off, this.stored + off);
+      } catch (err) {
+        this.failure ??= err as Error;
+        return;
+      }
+      this.stored += f.length;
+    }
   }
 }
 

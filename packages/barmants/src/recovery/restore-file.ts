@@ -1,0 +1,249 @@
+/*
+ * Restoring one stored member into its target file: read, decompress, check size and SHA-256,
+ * write (O_EXCL|O_NOFOLLOW: never through a planted symlink). Plain data in, plain data out, so
+ * that the store workers can run it (recovery uses both cores) as well as the main thread.
+ */
+import { closeSync, constants, futimesSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { chmod, lstat, open, rm, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { BarmantsError } from '../errors/index.js';
+import { CODECS, codecSuffix, createDecompressor, decompressWhole, type Codec } from '../repository/codec.js';
+import type { FileEntry } from '../backup/info.js';
+
+type BackupMember = FileEntry;
+
+/** Written first, removed last: a directory holding it is not a usable restore. */
+export const INCOMPLETE_MARKER = 'barmants_recovery_INCOMPLETE';
+
+/** One file to restore: where it is stored, where it goes, how. */
+export interface RestoreFileJob {
+  backupDir: string;
+  codec: Codec;
+  member: BackupMember;
+  /** the file to create (its directory exists and was checked to be a real directory) */
+  target: string;
+  /** reuse the target when identical, replace it otherwise */
+  delta: boolean;
+}
+
+/** Where a member's bytes are stored inside the backup directory. */
+export function storedMemberPath(backupDir: string, m: Pick<BackupMember, 'ts' | 'path'>, codec: Codec): string {
+  const root = m.ts === null ? join(backupDir, 'data') : join(backupDir, 'tablespaces', String(m.ts));
+  return join(root, m.path) + codecSuffix(codec);
+}
+
+export function describeMember(m: Pick<BackupMember, 'ts' | 'path'>): string {
+  return m.ts === null ? m.path : `${m.path} (tablespace ${m.ts})`;
+}
+
+/**
+ * Opens the decompressed content of a stored member. A file hard-linked from an earlier backup
+ * written with another codec still opens: the other suffixes are tried when the expected is absent.
+ */
+export async function openStoredMember(backupDir: string, m: BackupMember, codec: Codec): Promise<{ path: string; stream: Readable; codec: Codec }> {
+  const order = [codec, ...CODECS.filter((c) => c !== codec)];
+  for (const c of order) {
+    const path = storedMemberPath(backupDir, m, c);
+    try {
+      const fh = await open(path, constants.O_RDONLY);
+      return { path, stream: fh.createReadStream({ highWaterMark: 1 << 20 }), codec: c };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${path}`, e);
+    }
+  }
+  throw new BarmantsError('integrity', `stored file for ${describeMember(m)} is missing from the backup (${storedMemberPath(backupDir, m, codec)})`, {
+    hint: 'the backup is damaged: run `barmants verify-backup` and restore another backup',
+  });
+}
+
+export function ioError(message: string, cause: unknown): BarmantsError {
+  return new BarmantsError('io', `${message}: ${(cause as Error).message}`, { cause });
+}
+
+function integrityError(m: BackupMember, storedPath: string, why: string): BarmantsError {
+  return new BarmantsError('integrity', `${describeMember(m)}: ${why} (stored as ${storedPath}); the restore stopped`, {
+    hint: `the destination is incomplete (marked by ${INCOMPLETE_MARKER}); run \`barmants verify-backup\`, then restore another backup or rerun with --delta once fixed`,
+  });
+}
+
+async function sha256OfFile(path: string): Promise<string> {
+  const h = createHash('sha256');
+  // O_NOFOLLOW: delta compares only regular files that are really in DEST.
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) h.update(chunk as Buffer);
+  } finally {
+    await fh.close();
+  }
+  return h.digest('hex');
+}
+
+export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => void = () => undefined): Promise<'written' | 'unchanged'> {
+  const { member: m, target } = job;
+  const opts = job;
+  if (opts.delta) {
+    let st;
+    try {
+      st = await lstat(target);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (st !== undefined) {
+      if (st.isFile() && st.size === m.size && (await sha256OfFile(target)) === m.sha256) {
+        if ((st.mode & 0o777) !== 0o600) await chmod(target, 0o600);
+        return 'unchanged';
+      }
+      await rm(target, { recursive: true, force: true });
+    }
+  }
+  if (m.size <= SMALL_MEMBER) return restoreSmallFile(job, m, target, onBytes);
+  if (opts.codec === 'none') {
+    const plain = storedMemberPath(opts.backupDir, m, 'none');
+    let fd: number | null = null;
+    try {
+      fd = openSync(plain, constants.O_RDONLY);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${plain}`, e);
+    }
+    if (fd !== null) return copyPlainFile(fd, plain, m, target, onBytes);
+  }
+  const src = await openStoredMember(opts.backupDir, m, opts.codec);
+  let out: FileHandle;
+  try {
+    // O_EXCL|O_NOFOLLOW: a symlink (or anything) planted at the target makes this fail, never redirect.
+    out = await open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    src.stream.destroy();
+    throw ioError(`cannot create ${target}`, e);
+  }
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
+      for await (const chunk of source) {
+        hash.update(chunk);
+        size += chunk.length;
+        let off = 0;
+        while (off < chunk.length) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
+        onBytes(chunk.length);
+      }
+    };
+    try {
+      if (src.codec === 'none') await pipeline(src.stream, sink);
+      else await pipeline(src.stream, createDecompressor(src.codec), sink);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code && /^E[A-Z]+$/.test((e as NodeJS.ErrnoException).code!) && (e as NodeJS.ErrnoException).code !== 'ERR_LZ4_CORRUPT') {
+        throw ioError(`cannot restore ${describeMember(m)} into ${target}`, e);
+      }
+      throw integrityError(m, src.path, `the stored file cannot be decompressed: ${(e as Error).message}`);
+    }
+    const digest = hash.digest('hex');
+    if (size !== m.size) throw integrityError(m, src.path, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
+    if (digest !== m.sha256) throw integrityError(m, src.path, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
+    if (m.mtime !== null && m.mtime !== undefined) await out.utimes(m.mtime, m.mtime);
+  } finally {
+    await out.close();
+  }
+  return 'written';
+}
+
+/** Members up to this size (stored in one frame) are restored whole, with synchronous syscalls. */
+export const SMALL_MEMBER = 1 << 20;
+
+/**
+ * Most members of a cluster are small: read, decompress, verify and write each in one go. A
+ * stream pipeline per 8 KiB file cost more than the copy itself. The same checks as the streaming
+ * path: O_EXCL|O_NOFOLLOW on the target, size and sha256 before the file is considered restored.
+ */
+function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
+  const order = [opts.codec, ...CODECS.filter((c) => c !== opts.codec)];
+  let stored: Buffer | null = null;
+  let codec: Codec = opts.codec;
+  let path = storedMemberPath(opts.backupDir, m, opts.codec);
+  for (const c of order) {
+    const p = storedMemberPath(opts.backupDir, m, c);
+    try {
+      stored = readFileSync(p);
+      codec = c;
+      path = p;
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${p}`, e);
+    }
+  }
+  if (stored === null) {
+    throw new BarmantsError('integrity', `stored file for ${describeMember(m)} is missing from the backup (${path})`, {
+      hint: 'the backup is damaged: run `barmants verify-backup` and restore another backup',
+    });
+  }
+  let data: Buffer;
+  try {
+    data = decompressWhole(codec, stored);
+  } catch (e) {
+    throw integrityError(m, path, `the stored file cannot be decompressed: ${(e as Error).message}`);
+  }
+  if (data.length !== m.size) throw integrityError(m, path, `size mismatch: ${data.length} bytes restored, the file list says ${m.size}`);
+  const digest = createHash('sha256').update(data).digest('hex');
+  if (digest !== m.sha256) throw integrityError(m, path, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
+  let fd: number;
+  try {
+    fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    throw ioError(`cannot create ${target}`, e);
+  }
+  try {
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
+  } catch (e) {
+    throw ioError(`cannot restore ${describeMember(m)} into ${target}`, e);
+  } finally {
+    closeSync(fd);
+  }
+  onBytes(data.length);
+  return 'written';
+}
+
+/**
+ * An uncompressed stored member: read, hash and write 1 MiB at a time with synchronous syscalls
+ * (no stream machinery between two page-cache copies). Takes ownership of `srcFd`.
+ */
+function copyPlainFile(srcFd: number, storedPath: string, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
+  let fd: number;
+  try {
+    fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    closeSync(srcFd);
+    throw ioError(`cannot create ${target}`, e);
+  }
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let size = 0;
+  try {
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(srcFd, buf, 0, buf.length, size);
+      } catch (e) {
+        throw ioError(`cannot read stored file ${storedPath}`, e);
+      }
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+      let off = 0;
+      while (off < n) off += writeSync(fd, buf, off, n - off, size + off);
+      size += n;
+      onBytes(n);
+    }
+    if (size !== m.size) throw integrityError(m, storedPath, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
+    const digest = hash.digest('hex');
+    if (digest !== m.sha256) throw integrityError(m, storedPath, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
+    if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
+  } finally {
+    closeSync(fd);
+    closeSync(srcFd);
+  }
+  return 'written';
+}

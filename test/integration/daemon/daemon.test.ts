@@ -11,10 +11,11 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { generateLoad, switchWal, useCluster, versionsUnderTest } from '../../harness/index.js';
 import { writeTestConfig, waitFor, type TestConfig } from '../../helpers/config.js';
 import { compareWithServer, startCli, type WalEnv } from '../wal/helpers.js';
+import { openCatalog } from './helpers.js';
 import { Catalog } from '../../../packages/barmants/src/catalog/index.js';
 import { loadConfig } from '../../../packages/barmants/src/config/index.js';
 import { parseWalFileName } from 'pg-replication';
-import { catalogPath, ServerLayout } from '../../../packages/barmants/src/repository/index.js';
+import { ServerLayout } from '../../../packages/barmants/src/repository/index.js';
 
 const version = versionsUnderTest().includes(16) ? 16 : versionsUnderTest()[0]!;
 const GRACE_SEC = 20;
@@ -48,24 +49,12 @@ describe(`barmants daemon on PostgreSQL ${version}`, () => {
     await cfg?.cleanup();
   });
 
-  const openCatalog = async (): Promise<Catalog> => {
-    await waitFor(async () => {
-      try {
-        await readFile(catalogPath(cfg.home));
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'catalog.db', 30_000);
-    return Catalog.open(catalogPath(cfg.home), { readonly: true });
-  };
-
   test('streams, backs up on schedule, survives a bad reload, stops cleanly and loses nothing', async () => {
     const c = cluster();
     const daemon = startCli(['-c', cfg.path, 'daemon']);
     try {
       await waitFor(() => /barmants daemon started/.test(daemon.stderr()), 'daemon start-up', 30_000);
-      catalog = await openCatalog();
+      catalog = await openCatalog(cfg.home);
       await generateLoad(c, { rows: 5000, batches: 4, switches: 3 });
       await waitFor(() => catalog.countWalSegments('pg') >= 3, 'WAL archived by the daemon', 60_000);
       assert.equal(catalog.getWalSegment('pg', catalog.lastWalSegment('pg')!.name)!.compression, 'gzip');

@@ -5,14 +5,14 @@
  * WAL that no remaining backup needs (before the oldest remaining begin_wal) goes too, as Barman.
  */
 import { rm } from 'node:fs/promises';
-import { isCodec, removeDurable, fsyncDir, acquireLock, type Codec, type ServerLayout } from '../repository/index.js';
+import { fsyncDir, acquireLock, type ServerLayout } from '../repository/index.js';
 import type { BackupRecord, Catalog } from '../catalog/index.js';
 import type { ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { failpoint } from '../failpoint/index.js';
 import { runHooks } from '../hooks/index.js';
 import type { Logger } from '../log/index.js';
-import { walRetention } from '../retention/index.js';
+import { removeUnneededWal } from '../maintenance/wal.js';
 import { writeBackupInfo } from './info.js';
 
 export interface DeleteResult {
@@ -28,6 +28,8 @@ export interface DeleteDeps {
   layout: ServerLayout;
   catalog: Catalog;
   logger: Logger;
+  /** configuration files, for the hooks' BARMAN_CONFIGURATION */
+  configFiles?: string[];
 }
 
 async function removeBackupFiles(layout: ServerLayout, catalog: Catalog, backupId: string): Promise<void> {
@@ -98,7 +100,8 @@ export async function deleteBackup(deps: DeleteDeps, rec: BackupRecord): Promise
     await writeBackupInfo(layout, marked).catch(() => undefined);
     failpoint('delete-after-mark');
     await removeBackupFiles(layout, catalog, current.backupId);
-    const walRemoved = await removeUnneededWal(catalog, layout, log);
+    // Paged over the catalog, with the wal_delete hooks (maintenance/wal.ts imports nothing of backup/).
+    const walRemoved = (await removeUnneededWal({ catalog, layout, logger: deps.logger, server, ...(deps.configFiles ? { configFiles: deps.configFiles } : {}), names: true })).names;
     await runHooks({ operation: 'delete', phase: 'post', hooks: server.hooks, vars, logger: log });
     const seconds = (Date.now() - t0) / 1000;
     log.info(`deleted backup ${current.backupId}${walRemoved.length ? `, and ${walRemoved.length} WAL segment(s) no backup needs` : ''}`);
@@ -106,29 +109,4 @@ export async function deleteBackup(deps: DeleteDeps, rec: BackupRecord): Promise
   } finally {
     await lock.release();
   }
-}
-
-/** Removes archived segments older than every remaining backup's begin WAL (never all of them). */
-export async function removeUnneededWal(catalog: Catalog, layout: ServerLayout, log: Logger): Promise<string[]> {
-  const segs = catalog.listWalSegments(layout.server);
-  if (segs.length === 0) return [];
-  const backups = catalog.listBackups(layout.server).map((b) => ({
-    backupId: b.backupId, status: b.status, beginTime: b.beginTime, endTime: b.endTime, keep: b.keep,
-    beginWal: b.beginWal, endWal: b.endWal, timeline: b.timeline, verdict: b.status === 'DONE' ? ('VALID' as const) : ('NONE' as const),
-  }));
-  // Without any DONE backup left, the archive is the only copy of the history: keep it all.
-  if (!backups.some((b) => b.status === 'DONE')) return [];
-  const plan = walRetention({ backups, segments: segs.map((s) => s.name) });
-  const byName = new Map(segs.map((s) => [s.name, s]));
-  const removed = plan.removable.filter((n) => byName.has(n));
-  if (removed.length === 0) return [];
-  // Catalog first: a file the catalog does not list is harmless, the reverse breaks a restore.
-  catalog.deleteWalSegments(layout.server, removed);
-  for (const name of removed) {
-    const s = byName.get(name)!;
-    const codec: Codec = s.compression && isCodec(s.compression) ? s.compression : 'none';
-    await removeDurable(layout.walFilePath(name, codec));
-  }
-  log.info(`removed ${removed.length} WAL segment(s) before ${plan.removableBefore}: ${plan.reason}`);
-  return removed;
 }

@@ -20,7 +20,7 @@ export {
 export { repairInterruptedBackups, completeBackupIfArchived, completeWaitingBackups, removeTempFiles } from './lifecycle.js';
 export { backupIdFor, isoLocal, BACKUP_ID_RE, RESERVED_BACKUP_NAMES } from './time.js';
 export { verifyBackup, type VerifyReport, type VerifyProblem } from './verify.js';
-export { deleteBackup, checkDeletable, finishInterruptedDeletes, removeUnneededWal, type DeleteResult, type DeleteDeps } from './delete.js';
+export { deleteBackup, checkDeletable, finishInterruptedDeletes, type DeleteResult, type DeleteDeps } from './delete.js';
 export { setKeep, keepStatus } from './keep.js';
 export { rebuildCatalog, type RebuildReport } from './rebuild.js';
 export { ProgressTracker, describeProgress, periodicProgressLogger, type ProgressView, type ProgressSample } from './progress.js';

@@ -724,6 +724,27 @@ export class Catalog {
     });
   }
 
+  /**
+   * A page of a walk in name order over segments whose name sorts before `before` (and after
+   * `after`, exclusive): a range scan of the (server, name) index, so a caller can go through a
+   * million rows a page at a time instead of holding them all. Names sort as (timeline, segno).
+   */
+  listWalSegmentsBefore(server: string, before: string, opts: { after?: string; limit: number }): WalSegmentRecord[] {
+    const rows = this.stmt(
+      `SELECT * FROM wal_segments WHERE server = @server AND name > @after AND name < @before ORDER BY name LIMIT @limit`,
+      true,
+    ).all({ server, before, after: opts.after ?? '', limit: opts.limit }) as WalRow[];
+    return rows.map(walFromRow);
+  }
+
+  /** How many segments lie after a position ((timeline, segno) > (t, s)): an index range count. */
+  countWalSegmentsAfter(server: string, timeline: number, segno: bigint): number {
+    const row = this.stmt(
+      'SELECT count(*) AS n FROM wal_segments WHERE server = @server AND (timeline, segno) > (@timeline, @segno)',
+    ).get({ server, timeline, segno: int64(segno, 'segno') }) as { n: number };
+    return row.n;
+  }
+
   countWalSegments(server: string): number {
     return (this.stmt('SELECT count(*) AS n FROM wal_segments WHERE server = ?').get(server) as { n: number }).n;
   }

@@ -11,6 +11,7 @@ export {
   COMPRESSION_CODECS,
   COMPRESSION_LEVELS,
   LOG_LEVELS,
+  LOG_FORMATS,
   findOption,
   parseOptionValue,
   parseBool,
@@ -26,6 +27,7 @@ export {
   parseEnum,
   parseList,
   parsePath,
+  parseListen,
   OptionValueError,
 } from './options.js';
 export type { OptionSpec, OptionScope, OptionType, OptionValue, Compression, CompressionCodec, RetentionPolicy } from './options.js';

@@ -29,9 +29,12 @@ export interface GlobalSettings {
   barmantsHome: string;
   logFile: string | null;
   logLevel: LogLevelName;
+  logFormat: 'text' | 'json';
   configurationFilesDirectory: string | null;
   lockDirectory: string;
   maintenanceIntervalSec: number;
+  /** `address:port` for the daemon's /metrics and /healthz; null = off */
+  metricsListen: string | null;
   source: Record<string, SourceRef>;
 }
 
@@ -266,9 +269,11 @@ export function loadConfig(opts: LoadConfigOptions = {}): Config {
     barmantsHome,
     logFile: g('log_file').value as string | null,
     logLevel: g('log_level').value as LogLevelName,
+    logFormat: g('log_format').value as 'text' | 'json',
     configurationFilesDirectory: g('configuration_files_directory').value as string | null,
     lockDirectory: g('lock_directory').value as string,
     maintenanceIntervalSec: g('maintenance_interval').value as number,
+    metricsListen: g('metrics_listen').value as string | null,
     source: globalSource,
   };
 

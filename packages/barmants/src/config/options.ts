@@ -3,6 +3,7 @@
 // `show-servers` and the README option table are all generated from OPTIONS, so they agree.
 
 import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { isAbsolute, normalize } from 'node:path';
 import { ConninfoSyntaxError, parseConninfo } from './conninfo.js';
@@ -22,7 +23,8 @@ export type OptionType =
   | 'cron'
   | 'conninfo'
   | 'path'
-  | 'command';
+  | 'command'
+  | 'listen';
 
 export interface OptionSpec {
   readonly name: string;
@@ -67,6 +69,7 @@ export type RetentionPolicy =
   | { kind: 'window'; amount: number; unit: 'days' | 'weeks' | 'months'; seconds: number };
 
 export const LOG_LEVELS = ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'] as const;
+export const LOG_FORMATS = ['text', 'json'] as const;
 export const COMPRESSION_CODECS: readonly CompressionCodec[] = ['none', 'gzip', 'lz4', 'zstd'];
 /** Accepted levels per codec (pg_basebackup's ranges, positive part for zstd). */
 export const COMPRESSION_LEVELS: Record<Exclude<CompressionCodec, 'none'>, { min: number; max: number; low: number; medium: number; high: number }> = {
@@ -109,9 +112,11 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'barmants_home', barmanAlias: 'barman_home', scope: 'global', type: 'path', default: '/var/lib/barmants', help: 'Main directory: holds one backup_directory per server by default.' },
   { name: 'log_file', scope: 'global', type: 'path', default: null, defaultText: '(stderr only)', help: 'Log file; when unset barmants logs to stderr only.' },
   { name: 'log_level', scope: 'global', type: 'enum', allowed: LOG_LEVELS, default: 'INFO', help: 'Log verbosity (case-insensitive).' },
+  { name: 'log_format', scope: 'global', type: 'enum', allowed: LOG_FORMATS, default: 'text', help: 'text: one Barman-style line per event; json: one JSON object per line (time, level, server, backup, component, message).' },
   { name: 'configuration_files_directory', scope: 'global', type: 'path', default: null, help: 'Directory whose *.conf files (read in name order) hold server sections.' },
   { name: 'lock_directory', barmanAlias: 'barman_lock_directory', scope: 'global', type: 'path', default: '%(barmants_home)s', defaultText: 'barmants_home', help: 'Directory for lock files; must be on a local filesystem.' },
   { name: 'maintenance_interval', scope: 'global', type: 'duration', unit: 's', min: 1, default: '60 seconds', help: 'How often the daemon runs maintenance (retention, checks, schedules).' },
+  { name: 'metrics_listen', scope: 'global', type: 'listen', default: null, defaultText: '(off)', help: 'Where the daemon serves Prometheus metrics (GET /metrics) and GET /healthz: [address:]port, address 127.0.0.1 when omitted. Any other address exposes them, unauthenticated, to whoever can reach it.' },
 
   // --- servers (most may also be set in the global section as defaults) ---
   { name: 'description', scope: 'server', type: 'string', default: null, help: 'Free text shown by list-servers.' },
@@ -398,6 +403,29 @@ export function parseConninfoOption(raw: string): string {
   return s;
 }
 
+/**
+ * `metrics_listen`: `port`, `:port`, `address:port` or `[ipv6]:port` (port 0 = any free port).
+ * The address defaults to 127.0.0.1; `localhost` means 127.0.0.1. Host names are refused: what a
+ * name resolves to can change, and binding beyond loopback must be a literal, deliberate choice.
+ * Returns `address:port` (IPv6 in brackets).
+ */
+export function parseListen(raw: string): string {
+  const expected = "expected [address:]port, e.g. 127.0.0.1:9630 or 9630 (address: an IPv4 or [IPv6] literal, or localhost; port 0-65535)";
+  const v = raw.trim();
+  const m = /^(?:(\[[0-9A-Fa-f:.]+\]|[0-9.]+|localhost|)?:)?(\d{1,5})$/.exec(v);
+  if (!m) throw new OptionValueError(expected);
+  const port = Number(m[2]);
+  if (port > 65535) throw new OptionValueError(expected);
+  let host = m[1] ?? '';
+  if (host === '' || host.toLowerCase() === 'localhost') host = '127.0.0.1';
+  if (host.startsWith('[')) {
+    if (isIP(host.slice(1, -1)) !== 6) throw new OptionValueError(expected);
+  } else if (isIP(host) !== 4) {
+    throw new OptionValueError(expected);
+  }
+  return `${host}:${port}`;
+}
+
 export type OptionValue = string | number | boolean | string[] | Compression | RetentionPolicy | null;
 
 /** Parses a raw (already interpolated) value according to its spec. */
@@ -440,5 +468,7 @@ export function parseOptionValue(spec: OptionSpec, raw: string, env: NodeJS.Proc
       return parseConninfoOption(raw);
     case 'path':
       return parsePath(raw, env);
+    case 'listen':
+      return parseListen(raw);
   }
 }

@@ -1,18 +1,21 @@
 /*
  * `barmants daemon`: one process for every server. It keeps a supervised WAL receiver per server
  * with streaming_archiver = on, takes the backups backup_schedule asks for (one at a time per
- * server), runs the maintenance pass every maintenance_interval, reloads its configuration on
- * SIGHUP and shuts down in stages on SIGTERM/SIGINT (a second signal forces).
+ * server), runs the maintenance pass every maintenance_interval, serves Prometheus metrics on
+ * metrics_listen, reopens its log file and reloads its configuration on SIGHUP, and shuts down
+ * in stages on SIGTERM/SIGINT (a second signal forces).
  */
 import { mkdirSync } from 'node:fs';
 import { completeWaitingBackups, runBackup, writeBackupInfo, isoLocal, type BackupDeps, type BackupOptions } from '../backup/index.js';
 import { Catalog, type BackupRecord } from '../catalog/index.js';
 import { loadConfig, type Config, type ServerConfig } from '../config/index.js';
+import { BarmantsError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { runMaintenance, serverLayout, type MaintenanceOptions, type ServerMaintenance } from '../maintenance/index.js';
 import { catalogPath, StoreWorkerPool, type ServerLayout } from '../repository/index.js';
 import { WalReceiver } from '../wal/index.js';
 import { systemClock, type Clock } from './clock.js';
+import { DaemonMetrics, MetricsServer } from './metrics.js';
 import { fileScheduleStore, ServerSchedule, type DueKind, type ScheduleStore } from './schedule.js';
 import { Supervisor, type SupervisorEvent } from './supervisor.js';
 
@@ -21,6 +24,8 @@ export type ReceiverTask = (signal: AbortSignal) => Promise<void>;
 export interface DaemonOptions {
   logger: Logger;
   configPath?: string;
+  /** the configuration already loaded (the CLI loads it first to set up logging) */
+  config?: Config;
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
   /** daemon loop period (scheduler resolution); default 1000 ms */
@@ -62,6 +67,9 @@ export class Daemon {
   private reloading: Promise<boolean> = Promise.resolve(true);
   private stopSignals = 0;
   private started = false;
+  private metrics: DaemonMetrics | null = null;
+  private metricsServer: MetricsServer | null = null;
+  private lastTickAt = 0;
 
   private constructor(private readonly opts: DaemonOptions, config: Config, catalog: Catalog) {
     this.config = config;
@@ -72,7 +80,7 @@ export class Daemon {
 
   /** Loads the configuration (an invalid one throws: nothing starts) and opens the catalog. */
   static open(opts: DaemonOptions): Daemon {
-    const config = (opts.loadConfig ?? (() => loadConfig({ path: opts.configPath, env: opts.env })))();
+    const config = opts.config ?? (opts.loadConfig ?? (() => loadConfig({ path: opts.configPath, env: opts.env })))();
     mkdirSync(config.global.barmantsHome, { recursive: true, mode: 0o700 });
     const catalog = Catalog.open(catalogPath(config.global.barmantsHome));
     return new Daemon(opts, config, catalog);
@@ -93,15 +101,33 @@ export class Daemon {
     }));
   }
 
+  /** The metrics endpoint's URL (with the real port), when metrics_listen is set. */
+  get metricsUrl(): string | null {
+    return this.metricsServer?.url ?? null;
+  }
+
   /** Runs until stopped; resolves with the exit status (0 graceful, 1 forced). */
   async run(): Promise<number> {
     this.started = true;
     const servers = [...this.config.servers.values()];
+    // Metrics first: a port that cannot be bound is a configuration error, found before anything starts.
+    if (this.config.global.metricsListen) {
+      try {
+        this.metricsServer = await MetricsServer.start(this.config.global.metricsListen, this.ensureMetrics(), this.log);
+      } catch (err) {
+        await this.pool.close().catch(() => undefined);
+        this.catalog.close();
+        throw new BarmantsError('config', `cannot serve metrics on metrics_listen = ${this.config.global.metricsListen}: ${(err as Error).message}`, {
+          hint: 'choose a free port, or remove metrics_listen',
+        });
+      }
+    }
     this.log.info(`barmants daemon started (pid ${process.pid}), ${servers.length} server(s) configured: ${servers.map((s) => s.name).join(', ') || 'none'}`);
     await this.applyServers(new Map(), this.config.servers);
     this.nextMaintenanceAt = this.clock.now().getTime();
     this.nextOrphanScanAt = this.nextMaintenanceAt;
     while (!this.loopAc.signal.aborted) {
+      this.lastTickAt = Date.now();
       try {
         await this.tick();
       } catch (err) {
@@ -132,7 +158,9 @@ export class Daemon {
     const term = stop('SIGTERM');
     const int = stop('SIGINT');
     const hup = () => {
-      this.log.info('received SIGHUP: reloading the configuration');
+      // Reopen first: after logrotate renamed the file, this line already starts the new one.
+      this.opts.logger.reopen();
+      this.log.info('received SIGHUP: log file reopened, reloading the configuration');
       void this.reload();
     };
     process.on('SIGTERM', term);
@@ -167,11 +195,60 @@ export class Daemon {
       return false;
     }
     for (const w of next.warnings) this.log.warn(w);
+    const previous = this.config;
     const old = this.config.servers;
     this.config = next;
+    this.applyLogging(previous, next);
+    await this.applyMetrics(previous.global.metricsListen, next.global.metricsListen);
     const summary = await this.applyServers(old, next.servers);
     this.log.info(`configuration reloaded: ${summary}`);
     return true;
+  }
+
+  private applyLogging(previous: Config, next: Config): void {
+    if (next.global.logLevel !== previous.global.logLevel) {
+      this.opts.logger.setLevel(next.global.logLevel);
+      this.log.info(`log_level is now ${next.global.logLevel}`);
+    }
+    if (next.global.logFile !== previous.global.logFile || next.global.logFormat !== previous.global.logFormat) {
+      this.log.warn('log_file and log_format changes take effect when the daemon restarts');
+    }
+  }
+
+  // ------------------------------------------------------------------ metrics
+
+  private ensureMetrics(): DaemonMetrics {
+    this.metrics ??= new DaemonMetrics({
+      catalog: this.catalog,
+      servers: () => [...this.config.servers.values()].filter((s) => s.active),
+      now: () => this.clock.now(),
+      unhealthy: () => {
+        if (this.stopSignals > 0) return 'shutting down';
+        const stalled = Date.now() - this.lastTickAt;
+        const limit = Math.max(10_000, 5 * (this.opts.tickMs ?? 1000));
+        return this.lastTickAt > 0 && stalled > limit ? `the daemon loop has not run for ${Math.round(stalled / 1000)} s` : null;
+      },
+    });
+    return this.metrics;
+  }
+
+  /** A changed metrics_listen: the new endpoint first; if it cannot be bound the old one stays. */
+  private async applyMetrics(before: string | null, after: string | null): Promise<void> {
+    if (before === after) return;
+    const old = this.metricsServer;
+    if (after === null) {
+      this.metricsServer = null;
+      await old?.close();
+      this.log.info('metrics endpoint closed (metrics_listen removed)');
+      return;
+    }
+    try {
+      const fresh = await MetricsServer.start(after, this.ensureMetrics(), this.log);
+      this.metricsServer = fresh;
+      await old?.close();
+    } catch (err) {
+      this.log.error(`cannot serve metrics on metrics_listen = ${after}: ${(err as Error).message}; ${old ? `still serving on ${old.url}` : 'no metrics endpoint'}`);
+    }
   }
 
   // ------------------------------------------------------------------ servers
@@ -313,6 +390,7 @@ export class Daemon {
       for (const r of reports) {
         const deleted = r.retention?.deleted.length ?? 0;
         const compressed = r.compression?.compressed.length ?? 0;
+        this.metrics?.recordRetention(r.server, deleted, r.retention?.walRemoved ?? 0);
         if (deleted || compressed || r.completed.length || r.errors.length) {
           this.opts.logger.child({ server: r.server, component: 'maintenance' }).info(
             `maintenance: ${r.completed.length} backup(s) completed, ${compressed} WAL segment(s) compressed, ${deleted} backup(s) and ${r.retention?.walRemoved ?? 0} WAL segment(s) removed by retention${r.errors.length ? `, ${r.errors.length} error(s)` : ''}`,
@@ -338,8 +416,10 @@ export class Daemon {
           { signal: ac.signal },
         );
         log.info(`${kind} backup ${rec.backupId} finished: ${rec.status}`);
+        this.metrics?.recordScheduledBackup(name, rec.status !== 'FAILED');
       } catch (err) {
         log.error(`${kind} backup failed: ${err instanceof Error ? err.message : String(err)}`);
+        this.metrics?.recordScheduledBackup(name, false);
       } finally {
         this.backups.delete(name);
       }
@@ -383,6 +463,8 @@ export class Daemon {
     await this.pool.close().catch(() => undefined);
     const forced = this.forceAc.signal.aborted;
     if (forced) for (const name of this.backups.keys()) this.markInterrupted(name, graceSec);
+    await this.metricsServer?.close().catch(() => undefined);
+    this.metricsServer = null;
     this.catalog.close();
     this.log.info(forced ? 'daemon stopped (forced)' : 'daemon stopped');
     return forced ? 1 : 0;

@@ -8,4 +8,7 @@ export { parseSchedule, nextRun, runsBetween, type CronSchedule } from './cron.j
 export {
   ServerSchedule, planCatchup, fileScheduleStore, daemonStateDir, type ScheduleState, type ScheduleStore, type CatchupPlan, type DueKind,
 } from './schedule.js';
+export {
+  DaemonMetrics, MetricsServer, RECEIVER_STATES, receiverMetricState, walHoles, splitListen, isLoopback, type MetricsContext, type ReceiverMetricState,
+} from './metrics.js';
 export { Supervisor, type SupervisorEvent, type SupervisorOptions, type SupervisedState } from './supervisor.js';

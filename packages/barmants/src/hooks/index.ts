@@ -1,10 +1,13 @@
 /*
- * Hook scripts (pre/post backup, recovery, delete, ...) run WITHOUT a shell: the configured
- * command line is split into words (quotes and backslashes as in sh) and executed directly, with
- * Barman's environment (BARMAN_*) and the same values under BARMANTS_*. Retry scripts loop until
- * they succeed or answer 62 (abort, continue) / 63 (abort, stop), as Barman's do.
+ * Hook scripts (pre/post backup, recovery, delete, wal_delete, ...) run WITHOUT a shell: the
+ * configured command line is split into words (quotes and backslashes as in sh) and executed
+ * directly, with Barman's environment (BARMAN_*) and the same values under BARMANTS_*.
+ * Barman's semantics: a plain script's exit status is logged, never fatal; a retry script loops
+ * until it exits 0, 62 (abort, continue) or 63 (abort, stop: in the pre phase the operation is
+ * not done).
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { BarmantsError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 
@@ -70,6 +73,20 @@ export interface HookRun {
   readonly output: string;
 }
 
+let version: string | undefined;
+
+/** barmants' version, for BARMAN_VERSION when the caller does not pass one. */
+function barmantsVersion(): string {
+  if (version === undefined) {
+    try {
+      version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    } catch {
+      version = '';
+    }
+  }
+  return version;
+}
+
 function hookEnv(vars: Record<string, string | number | null | undefined>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const [k, v] of Object.entries(vars)) {
@@ -97,7 +114,7 @@ function runOnce(command: string, env: NodeJS.ProcessEnv, timeoutMs: number): Pr
 }
 
 export interface HookContext {
-  /** e.g. 'backup', 'recovery', 'delete' */
+  /** e.g. 'backup', 'recovery', 'delete', 'wal_delete' */
   operation: string;
   phase: 'pre' | 'post';
   hooks: Record<string, string>;
@@ -110,8 +127,9 @@ export interface HookContext {
 }
 
 /**
- * Runs the phase's scripts in Barman's order: pre → pre_retry, post_retry → post.
- * A failing pre script (or a retry script answering 63) aborts the operation.
+ * Runs the phase's scripts in Barman's order: pre → pre_retry, post_retry → post. Only a pre
+ * retry script can stop the operation (exit 63, or still failing after maxRetries attempts):
+ * runHooks then throws a 'hook' error. Everything else is logged.
  */
 export async function runHooks(h: HookContext): Promise<HookRun[]> {
   const names = h.phase === 'pre' ? [`pre_${h.operation}_script`, `pre_${h.operation}_retry_script`] : [`post_${h.operation}_retry_script`, `post_${h.operation}_script`];
@@ -120,7 +138,8 @@ export async function runHooks(h: HookContext): Promise<HookRun[]> {
     const command = h.hooks[option];
     if (!command) continue;
     const retry = option.includes('_retry_');
-    const env = hookEnv({ ...h.vars, PHASE: h.phase, HOOK: option.replace(/_script$/, ''), RETRY: retry ? 1 : 0 });
+    // BARMAN_HOOK is the option name without its phase, as Barman sets it (e.g. wal_delete_retry_script).
+    const env = hookEnv({ VERSION: barmantsVersion(), CONFIGURATION: '', ERROR: '', ...h.vars, PHASE: h.phase, HOOK: option.slice(h.phase.length + 1), RETRY: retry ? 1 : 0 });
     let attempt = 0;
     for (;;) {
       attempt++;
@@ -132,9 +151,6 @@ export async function runHooks(h: HookContext): Promise<HookRun[]> {
       }
       if (!retry) {
         h.logger.warn(`${option} exited with ${r.code}: ${r.output.trim().split('\n').slice(-1)[0] ?? ''}`);
-        if (h.phase === 'pre') {
-          throw new BarmantsError('hook', `${option} '${command}' failed with exit code ${r.code}: the ${h.operation} was not started`);
-        }
         break;
       }
       if (r.code === ABORT_CONTINUE) {

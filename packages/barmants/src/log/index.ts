@@ -1,9 +1,12 @@
 // Logging for barmants: a thin, context-scoped wrapper over winston (which server, which backup,
 // which component), with Barman's level names. Every line passes through redactSecrets() in the
 // format itself, so no caller can leak a password into a console or a log file by mistake.
+// The log file is reopened on demand (the daemon does it on SIGHUP), the way logrotate expects:
+// rename the file, send SIGHUP, and the next line starts a new file under the old name.
 
 import winston from 'winston';
-import type { Writable } from 'node:stream';
+import { close as closeFd, open as openFd, write as writeFd } from 'node:fs';
+import { Writable } from 'node:stream';
 
 export type LogLevel = 'DEBUG' | 'INFO' | 'WARNING' | 'ERROR' | 'CRITICAL';
 
@@ -21,6 +24,13 @@ export interface Logger {
   critical(message: string, meta?: Record<string, unknown>): void;
   /** A logger whose lines carry this context on top of the parent's. */
   child(context: LogContext): Logger;
+  /**
+   * Reopens the log file by name: lines logged from now on go to whatever file the name points
+   * at (a new one after logrotate renamed the old). Lines logged before still reach the old one.
+   */
+  reopen(): void;
+  /** Changes the level of every logger sharing this one's destinations (a reloaded log_level). */
+  setLevel(level: LogLevel | Lowercase<LogLevel> | string): void;
   /** Flushes and closes the transports (files); safe to call twice. */
   close(): Promise<void>;
 }
@@ -29,6 +39,7 @@ export interface LoggerOptions {
   level?: LogLevel | Lowercase<LogLevel> | string;
   file?: string | null;
   console?: boolean;
+  /** JSON lines instead of text, on every destination (log_format = json) */
   json?: boolean;
   /** Extra destination, mainly for tests and embedding: receives the console format. */
   stream?: Writable;
@@ -103,10 +114,86 @@ const jsonFormat = winston.format.printf((info) => {
   return redactSecrets(JSON.stringify(record, jsonReplacer));
 });
 
+/** Queued like a line, so a reopen takes its place in the order of writes. */
+const REOPEN_MARK = Buffer.from('\n');
+
+/**
+ * An append-only log file that can be reopened by name. Writes go through one file descriptor at
+ * a time, in order (Writable serialises _write); reopen() is queued like a line, so what was
+ * written before it still reaches the old file and what comes after goes to the file that has
+ * the name when the queue gets there.
+ */
+export class ReopenableFile extends Writable {
+  private fd: number | null = null;
+  private reopenWanted = true;
+
+  constructor(readonly path: string, private readonly mode = 0o600) {
+    super({ decodeStrings: true });
+  }
+
+  reopen(): void {
+    if (!this.writableEnded && !this.destroyed) this.write(REOPEN_MARK);
+  }
+
+  private openCurrent(cb: (err: Error | null) => void): void {
+    openFd(this.path, 'a', this.mode, (err, fd) => {
+      if (err) {
+        // Keep writing to the old file rather than losing lines; say so where an operator looks.
+        if (this.fd !== null) {
+          process.stderr.write(`barmants: cannot reopen log file ${this.path}: ${err.message}; still writing to the previous one\n`);
+          this.reopenWanted = false;
+          cb(null);
+        } else {
+          cb(err);
+        }
+        return;
+      }
+      const old = this.fd;
+      this.fd = fd;
+      this.reopenWanted = false;
+      if (old === null) cb(null);
+      else closeFd(old, () => cb(null));
+    });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (chunk === REOPEN_MARK) {
+      this.reopenWanted = true;
+      cb();
+      return;
+    }
+    const write = (): void => {
+      let off = 0;
+      const next = (): void => {
+        writeFd(this.fd!, chunk, off, chunk.length - off, null, (err, n) => {
+          if (err) return cb(err);
+          off += n;
+          if (off < chunk.length) next();
+          else cb();
+        });
+      };
+      next();
+    };
+    if (this.reopenWanted || this.fd === null) {
+      this.openCurrent((err) => (err ? cb(err) : write()));
+    } else {
+      write();
+    }
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    const fd = this.fd;
+    this.fd = null;
+    if (fd === null) cb();
+    else closeFd(fd, () => cb());
+  }
+}
+
 class ScopedLogger implements Logger {
   constructor(
     private readonly base: winston.Logger,
     private readonly context: LogContext,
+    private readonly shared: { files: ReopenableFile[]; closed?: Promise<void> },
   ) {}
 
   private log(level: string, message: string, meta?: Record<string, unknown>): void {
@@ -120,43 +207,61 @@ class ScopedLogger implements Logger {
   critical(message: string, meta?: Record<string, unknown>): void { this.log('critical', message, meta); }
 
   child(context: LogContext): Logger {
-    return new ScopedLogger(this.base, { ...this.context, ...context });
+    return new ScopedLogger(this.base, { ...this.context, ...context }, this.shared);
+  }
+
+  reopen(): void {
+    for (const f of this.shared.files) f.reopen();
+  }
+
+  setLevel(level: string): void {
+    this.base.level = normaliseLevel(level);
   }
 
   close(): Promise<void> {
-    if (this.closed) return this.closed;
-    this.closed = new Promise<void>((resolve) => {
-      const files = this.base.transports.filter((t) => t instanceof winston.transports.File);
-      if (files.length === 0) {
-        this.base.close();
-        resolve();
-        return;
-      }
-      let pending = files.length;
-      for (const t of files) t.once('finish', () => { if (--pending === 0) resolve(); });
+    if (this.shared.closed) return this.shared.closed;
+    this.shared.closed = (async () => {
+      // Every transport has taken its lines once it finishes; then the files are flushed and closed.
+      const finished = this.base.transports.map(
+        (t) => new Promise<void>((resolve) => ((t as unknown as { writableFinished?: boolean }).writableFinished ? resolve() : t.once('finish', () => resolve()))),
+      );
       this.base.end();
-    });
-    return this.closed;
+      await Promise.all(finished);
+      await Promise.all(
+        this.shared.files.map(
+          (f) =>
+            new Promise<void>((resolve) => {
+              if (f.writableFinished || f.destroyed) return resolve();
+              f.once('finish', () => resolve());
+              f.once('error', () => resolve());
+              f.end();
+            }),
+        ),
+      );
+    })();
+    return this.shared.closed;
   }
-
-  private closed: Promise<void> | undefined;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const level = normaliseLevel(opts.level);
+  const format = opts.json ? jsonFormat : textFormat;
   const transports: winston.transport[] = [];
+  const files: ReopenableFile[] = [];
   if (opts.console ?? true) {
     // All levels to stderr: stdout belongs to command output that scripts parse.
-    transports.push(new winston.transports.Console({ format: textFormat, stderrLevels: Object.keys(LEVELS) }));
+    transports.push(new winston.transports.Console({ format, stderrLevels: Object.keys(LEVELS) }));
   }
   if (opts.file) {
-    transports.push(new winston.transports.File({ filename: opts.file, format: opts.json ? jsonFormat : textFormat }));
+    const file = new ReopenableFile(opts.file);
+    files.push(file);
+    transports.push(new winston.transports.Stream({ stream: file, format }));
   }
   if (opts.stream) {
-    transports.push(new winston.transports.Stream({ stream: opts.stream, format: opts.json ? jsonFormat : textFormat }));
+    transports.push(new winston.transports.Stream({ stream: opts.stream, format }));
   }
   const base = winston.createLogger({ levels: LEVELS, level, transports, exitOnError: false, silent: transports.length === 0 });
-  return new ScopedLogger(base, {});
+  return new ScopedLogger(base, {}, { files });
 }
 
 /** A logger that drops everything: for tests and for library use without a CLI. */
@@ -168,6 +273,8 @@ export function nullLogger(): Logger {
     error() {},
     critical() {},
     child: () => logger,
+    reopen() {},
+    setLevel() {},
     close: () => Promise.resolve(),
   };
   return logger;

@@ -6,4 +6,5 @@
 export { runMaintenance, maintainServer, serverLayout, type MaintenanceOptions, type ServerMaintenance } from './pass.js';
 export { compressWal, type CompressWalOptions, type CompressWalResult } from './compress.js';
 export { applyRetention, retentionReport, toRetentionBackup, type ApplyRetentionOptions, type RetentionOutcome } from './retention.js';
+export { removeUnneededWal, type RemoveWalOptions, type WalRemoval } from './wal.js';
 export { findOrphans, type FindOrphansOptions, type Orphan, type OrphanKind } from './orphans.js';

@@ -82,7 +82,7 @@ export async function maintainServer(server: ServerConfig, o: MaintenanceOptions
       compressWal({ server, layout, catalog, logger: o.logger, pool: o.pool, ...(o.signal ? { signal: o.signal } : {}) }),
     );
     if (o.signal?.aborted) return out;
-    out.retention = await step('retention', out.errors, log, () => applyRetention({ server, layout, catalog, logger: o.logger, now: now() }));
+    out.retention = await step('retention', out.errors, log, () => applyRetention({ server, layout, catalog, logger: o.logger, now: now(), configFiles: o.config.files }));
     if (o.orphans && !o.signal?.aborted) {
       out.orphans = await step('orphan scan', out.errors, log, () => findOrphans({ layout, catalog, logger: o.logger, now: now() }));
     }

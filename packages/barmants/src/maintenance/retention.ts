@@ -6,11 +6,12 @@
  */
 import type { BackupRecord, Catalog } from '../catalog/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { deleteBackup, removeUnneededWal } from '../backup/index.js';
+import { deleteBackup } from '../backup/index.js';
 import { isBarmantsError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import type { ServerLayout } from '../repository/index.js';
 import { describePolicy, evaluateRetention, type RetentionBackup, type RetentionReport } from '../retention/index.js';
+import { removeUnneededWal } from './wal.js';
 
 export interface ApplyRetentionOptions {
   server: ServerConfig;
@@ -20,6 +21,8 @@ export interface ApplyRetentionOptions {
   now: Date;
   /** evaluate and report, delete nothing */
   dryRun?: boolean;
+  /** configuration files, for the hooks' BARMAN_CONFIGURATION */
+  configFiles?: string[];
 }
 
 export interface RetentionOutcome {
@@ -77,7 +80,7 @@ export async function applyRetention(o: ApplyRetentionOptions): Promise<Retentio
     }
     log.info(`enforcing retention policy: removing backup ${item.backupId} of server '${server.name}': ${item.reason}`);
     try {
-      const res = await deleteBackup({ server, layout, catalog, logger: o.logger }, rec);
+      const res = await deleteBackup({ server, layout, catalog, logger: o.logger, ...(o.configFiles ? { configFiles: o.configFiles } : {}) }, rec);
       out.walRemoved += res.walRemoved.length;
       out.deleted.push(item);
     } catch (err) {
@@ -92,7 +95,7 @@ export async function applyRetention(o: ApplyRetentionOptions): Promise<Retentio
   }
   if (!o.dryRun) {
     try {
-      out.walRemoved += (await removeUnneededWal(catalog, layout, log)).length;
+      out.walRemoved += (await removeUnneededWal({ catalog, layout, logger: o.logger, server, ...(o.configFiles ? { configFiles: o.configFiles } : {}) })).removed;
     } catch (err) {
       const why = `WAL retention failed: ${err instanceof Error ? err.message : String(err)}`;
       out.warnings.push(why);

@@ -429,7 +429,7 @@ const del: CommandSpec = {
     const server = ctx.server(args.server as string);
     const catalog = ctx.catalog();
     const rec = resolveBackup(catalog, server.name, String(args.backup_id));
-    const r = await deleteBackup({ server, layout: ctx.layout(server), catalog, logger: ctx.logger }, rec);
+    const r = await deleteBackup({ server, layout: ctx.layout(server), catalog, logger: ctx.logger, configFiles: ctx.config.files }, rec);
     const text = [`Deleting backup ${r.backupId} for server ${server.name}`];
     if (r.walRemoved.length) text.push('Delete associated WAL segments:', ...r.walRemoved.map((n) => `\t${n}`));
     text.push(`Deleted backup ${r.backupId} (start time: ${ctime(new Date(Date.now() - r.seconds * 1000).toISOString())}, elapsed time: ${r.seconds < 1 ? 'less than one second' : humanDuration(r.seconds)})`);

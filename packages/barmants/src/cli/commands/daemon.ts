@@ -2,7 +2,9 @@
  * `barmants daemon` (the long-running service: receivers, schedules, maintenance) and
  * `barmants cron` (one maintenance pass, for cron-based setups, as Barman's cron).
  */
+import { loadConfig } from '../../config/index.js';
 import { Daemon } from '../../daemon/index.js';
+import { createLogger } from '../../log/index.js';
 import { runMaintenance } from '../../maintenance/index.js';
 import { result } from '../../output/index.js';
 import type { CommandSpec } from './spec.js';
@@ -13,13 +15,26 @@ export const daemonCommands: CommandSpec[] = [
     describe: 'run the barmants service: WAL receivers, scheduled backups, maintenance (SIGHUP reloads, SIGTERM stops)',
     async handler(_args, ctx) {
       // Invalid configuration at start-up is fatal (exit 2), unlike at reload.
-      const daemon = Daemon.open({ logger: ctx.logger, ...(ctx.args.config ? { configPath: ctx.args.config } : {}) });
-      const uninstall = daemon.installSignalHandlers();
+      const config = loadConfig({ path: ctx.args.config });
+      // The daemon's own logger: log_file reopened on SIGHUP, log_format, log_level (reloadable).
+      const logger = createLogger({
+        level: ctx.args.debug ? 'DEBUG' : ctx.args.quiet ? 'WARNING' : config.global.logLevel,
+        file: config.global.logFile,
+        json: config.global.logFormat === 'json',
+        console: true,
+      });
+      for (const w of config.warnings) logger.warn(w);
       let code: number;
       try {
-        code = await daemon.run();
+        const daemon = Daemon.open({ logger, config, ...(ctx.args.config ? { configPath: ctx.args.config } : {}) });
+        const uninstall = daemon.installSignalHandlers();
+        try {
+          code = await daemon.run();
+        } finally {
+          uninstall();
+        }
       } finally {
-        uninstall();
+        await logger.close();
       }
       // A stuck socket or a backup that ignored the stop must not keep the process alive.
       setTimeout(() => process.exit(code), 2000).unref();

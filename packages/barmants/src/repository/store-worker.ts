@@ -17,14 +17,14 @@ async function fsyncDirs(paths: string[]): Promise<void> {
 
 export type WorkerRequest =
   | { id: number; type: 'store'; job: StoreFileJob }
-  | { id: number; type: 'storePacked'; buf: ArrayBuffer; files: PackedFile[]; spec: StoreSpec }
+  | { id: number; type: 'storePacked'; slab: number; sab?: SharedArrayBuffer; files: PackedFile[]; spec: StoreSpec }
   | { id: number; type: 'hash'; path: string; codec: Codec }
   | { id: number; type: 'streamOpen'; dest: string; spec: StoreSpec }
   | { id: number; type: 'streamChunk'; buf: ArrayBuffer; len: number }
   | { id: number; type: 'streamEnd' }
   | { id: number; type: 'streamAbort' }
   | { id: number; type: 'restore'; jobs: RestoreFileJob[] }
-  | { id: number; type: 'compressFrame'; buf: ArrayBuffer; len: number; codec: Codec; level?: number }
+  | { id: number; type: 'compressFrame'; slab: number; sab?: SharedArrayBuffer; len: number; codec: Codec; level?: number }
   | { id: number; type: 'ping' };
 
 export type WorkerReply =
@@ -82,6 +82,16 @@ class ChunkFeed implements AsyncIterable<Uint8Array> {
 
 let feed: ChunkFeed | null = null;
 
+/** The shared slabs the main thread has sent, by number (see Slab in store.ts). */
+const slabs: Uint8Array[] = [];
+
+function slabOf(msg: { slab: number; sab?: SharedArrayBuffer }): Uint8Array {
+  if (msg.sab) slabs[msg.slab] = new Uint8Array(msg.sab);
+  const s = slabs[msg.slab];
+  if (!s) throw new Error(`internal: slab ${msg.slab} was never sent to this worker`);
+  return s;
+}
+
 function reply(id: number, work: Promise<unknown>, before?: () => void): void {
   work.then(
     (result) => {
@@ -106,14 +116,13 @@ port.on('message', (msg: WorkerRequest) => {
       reply(msg.id, storeFile(msg.job));
       break;
     case 'storePacked': {
-      const { buf, files, spec } = msg;
-      const work = (async () => {
-        const out = files.map((f) => storeSmall([new Uint8Array(buf, f.offset, f.length)], f.dest, spec));
+      const { files, spec } = msg;
+      reply(msg.id, (async () => {
+        const slab = slabOf(msg);
+        const out = files.map((f) => storeSmall([slab.subarray(f.offset, f.offset + f.length)], f.dest, spec));
         if ((spec.sync ?? true) && files.length) await fsyncDirs(files.map((f) => f.dest));
         return out;
-      })();
-      // The buffer goes home first: after "done" this task no longer listens on the worker.
-      reply(msg.id, work, () => port!.postMessage({ id: msg.id, type: 'ack', bytes: 0, buf } satisfies WorkerReply, [buf]));
+      })());
       break;
     }
     case 'restore':
@@ -123,20 +132,18 @@ port.on('message', (msg: WorkerRequest) => {
         return out;
       })());
       break;
-    case 'compressFrame': {
-      const { buf, len } = msg;
-      try {
-        const out = compressWhole(msg.codec, Buffer.from(buf, 0, len), msg.level);
-        // Its own exact-size buffer, transferred: a Buffer from Node's pool would clone the pool.
-        const frame = new Uint8Array(out.length);
-        frame.set(out);
-        port.postMessage({ id: msg.id, type: 'ack', bytes: 0, buf } satisfies WorkerReply, [buf]);
-        port.postMessage({ id: msg.id, type: 'done', result: frame } satisfies WorkerReply, [frame.buffer]);
-      } catch (err) {
-        reply(msg.id, Promise.reject(err));
-      }
+    case 'compressFrame':
+      reply(msg.id, (async () => {
+        const slab = slabOf(msg);
+        const out = compressWhole(msg.codec, Buffer.from(slab.buffer, 0, msg.len), msg.level);
+        // The frame goes back in the slab when it fits (it almost always does); else as bytes.
+        if (out.length <= slab.length) {
+          slab.set(out, 0);
+          return out.length;
+        }
+        return new Uint8Array(out);
+      })());
       break;
-    }
     case 'hash':
       reply(msg.id, hashStoredFile(msg.path, msg.codec));
       break;

@@ -59,6 +59,8 @@ function spawnStoreWorker(): Worker {
 
 interface Slot {
   worker: Worker;
+  /** the shared slabs this worker has already been sent */
+  slabsKnown: Set<number>;
   /** reply handler of the task currently holding this worker */
   onReply: ((r: WorkerReply) => void) | null;
   onCrash: ((err: Error) => void) | null;
@@ -67,10 +69,21 @@ interface Slot {
 type Grant = (slot: Slot) => void;
 type TaskRequest =
   | { type: 'store'; job: StoreFileJob }
-  | { type: 'storePacked'; buf: ArrayBuffer; files: PackedFile[]; spec: StoreSpec }
+  | { type: 'storePacked'; slab: number; files: PackedFile[]; spec: StoreSpec }
   | { type: 'hash'; path: string; codec: Codec }
   | { type: 'restore'; jobs: RestoreFileJob[] }
-  | { type: 'compressFrame'; buf: ArrayBuffer; len: number; codec: Codec; level?: number };
+  | { type: 'compressFrame'; slab: number; len: number; codec: Codec; level?: number };
+
+/**
+ * A 1 MiB slab of shared memory that carries file content to a worker: the main thread fills it,
+ * a worker reads it (and may write its result back into it), the main thread releases it when the
+ * worker's reply has been consumed. Posting a slab's number costs nothing, where transferring an
+ * ArrayBuffer costs ~0.15 ms per message (measured): a backup sends one per MiB.
+ */
+export interface Slab {
+  readonly index: number;
+  readonly view: Uint8Array;
+}
 
 function reviveError(e: { message: string; code?: string; name: string; stack?: string; kind?: ErrorKind; hint?: string }, what: string): Error {
   // A BarmantsError raised in the worker comes back as itself: its message and hint are for the user.
@@ -91,6 +104,8 @@ export class StoreWorkerPool {
   private nextId = 1;
   private closed = false;
   private readonly freeBuffers: ArrayBuffer[] = [];
+  private readonly slabs: SharedArrayBuffer[] = [];
+  private readonly freeSlabs: Slab[] = [];
 
   constructor(size = availableParallelism()) {
     this.size = Math.max(1, Math.floor(size));
@@ -99,6 +114,25 @@ export class StoreWorkerPool {
   /** A transfer buffer of TRANSFER_BUFFER bytes, reused when a worker has handed one back. */
   takeBuffer(): ArrayBuffer {
     return this.freeBuffers.pop() ?? new ArrayBuffer(TRANSFER_BUFFER);
+  }
+
+  /** A free shared slab (allocated once, reused for the pool's lifetime). */
+  takeSlab(): Slab {
+    const free = this.freeSlabs.pop();
+    if (free) return free;
+    const sab = new SharedArrayBuffer(TRANSFER_BUFFER);
+    this.slabs.push(sab);
+    return { index: this.slabs.length - 1, view: new Uint8Array(sab) };
+  }
+
+  /** Gives a slab back once nothing reads or writes it any more. */
+  releaseSlab(slab: Slab): void {
+    this.freeSlabs.push(slab);
+  }
+
+  /** slabs allocated so far (each TRANSFER_BUFFER bytes) */
+  get slabCount(): number {
+    return this.slabs.length;
   }
 
   /** transfer buffers back from the workers, ready for reuse */
@@ -115,16 +149,16 @@ export class StoreWorkerPool {
    * Stores many small files packed in one transfer buffer (which is handed over and comes back
    * to the pool): per-file messaging dominates when a cluster has thousands of 8 KiB files.
    */
-  storePacked(buf: ArrayBuffer, files: PackedFile[], spec: StoreSpec): Promise<StoredFile[]> {
-    return this.run({ type: 'storePacked', buf, files, spec }, `cannot store ${files.length} files`, [buf]) as Promise<StoredFile[]>;
+  storePacked(slab: Slab, files: PackedFile[], spec: StoreSpec): Promise<StoredFile[]> {
+    return this.run({ type: 'storePacked', slab: slab.index, files, spec }, `cannot store ${files.length} files`) as Promise<StoredFile[]>;
   }
 
   /**
-   * Compresses one chunk into a self-contained frame in a worker; the transfer buffer is handed
-   * over and comes back to the pool.
+   * Compresses the first `len` bytes of a slab into a self-contained frame in a worker. The frame
+   * comes back in the slab itself (a number: its length), or as bytes when it is larger than the slab.
    */
-  compressFrame(buf: ArrayBuffer, len: number, codec: Codec, level?: number): Promise<Uint8Array> {
-    return this.run({ type: 'compressFrame', buf, len, codec, ...(level !== undefined ? { level } : {}) }, 'cannot compress', [buf]) as Promise<Uint8Array>;
+  compressFrame(slab: Slab, len: number, codec: Codec, level?: number): Promise<number | Uint8Array> {
+    return this.run({ type: 'compressFrame', slab: slab.index, len, codec, ...(level !== undefined ? { level } : {}) }, 'cannot compress') as Promise<number | Uint8Array>;
   }
 
   /** A large file whose chunks are compressed by all the workers at once (see ParallelFrameWriter). */
@@ -233,7 +267,13 @@ export class StoreWorkerPool {
             else reject(reviveError(r.error, what));
           };
           slot.onCrash = (err) => reject(new BarmantsError('io', `${what}: store worker died`, { cause: err }));
-          slot.worker.postMessage({ ...req, id } as WorkerRequest, transfer);
+          const msg = { ...req, id } as WorkerRequest & { sab?: SharedArrayBuffer };
+          // A worker is sent each slab's memory once; after that the number is enough.
+          if ('slab' in req && !slot.slabsKnown.has(req.slab)) {
+            msg.sab = this.slabs[req.slab]!;
+            slot.slabsKnown.add(req.slab);
+          }
+          slot.worker.postMessage(msg, transfer);
         }),
     );
   }
@@ -264,7 +304,7 @@ export class StoreWorkerPool {
   }
 
   private spawn(): Slot {
-    const slot: Slot = { worker: spawnStoreWorker(), onReply: null, onCrash: null };
+    const slot: Slot = { worker: spawnStoreWorker(), slabsKnown: new Set(), onReply: null, onCrash: null };
     slot.worker.on('message', (r: WorkerReply) => slot.onReply?.(r));
     const crashed = (err: Error): void => {
       const i = this.slots.indexOf(slot);
@@ -406,7 +446,7 @@ export class StoreStream {
  * one worker round trip. A file must fit in one buffer (at most TRANSFER_BUFFER bytes).
  */
 export class FilePacker {
-  private buf: ArrayBuffer | null = null;
+  private slab: Slab | null = null;
   private used = 0;
   private files: PackedFile[] = [];
   private callbacks: Array<(d: StoredFile) => void | Promise<void>> = [];
@@ -421,8 +461,8 @@ export class FilePacker {
    */
   begin(dest: string, size: number): Promise<void> | null {
     if (size > TRANSFER_BUFFER) throw new RangeError(`${dest}: ${size} bytes do not fit in a transfer buffer`);
-    const sent = this.buf && this.used + size > this.buf.byteLength ? this.flush() : null;
-    this.buf ??= this.pool.takeBuffer();
+    const sent = this.slab && this.used + size > TRANSFER_BUFFER ? this.flush() : null;
+    this.slab ??= this.pool.takeSlab();
     this.current = { dest, offset: this.used, length: 0 };
     return sent;
   }
@@ -430,8 +470,8 @@ export class FilePacker {
   /** Appends a chunk of the current file. */
   append(chunk: Uint8Array): void {
     const f = this.current!;
-    if (f.offset + f.length + chunk.length > this.buf!.byteLength) throw new RangeError(`${f.dest}: more bytes than announced`);
-    new Uint8Array(this.buf!, f.offset + f.length, chunk.length).set(chunk);
+    if (f.offset + f.length + chunk.length > TRANSFER_BUFFER) throw new RangeError(`${f.dest}: more bytes than announced`);
+    this.slab!.view.set(chunk, f.offset + f.length);
     f.length += chunk.length;
   }
 
@@ -450,17 +490,24 @@ export class FilePacker {
 
   /** Hands the packed files to a worker; resolves once they are stored and their callbacks ran. */
   flush(): Promise<void> | null {
-    if (!this.buf || !this.files.length) return null;
-    const buf = this.buf;
+    if (!this.slab || !this.files.length) return null;
+    const slab = this.slab;
     const files = this.files;
     const callbacks = this.callbacks;
-    this.buf = null;
+    this.slab = null;
     this.used = 0;
     this.files = [];
     this.callbacks = [];
-    return this.pool.storePacked(buf, files, this.spec).then(async (results) => {
-      for (let i = 0; i < results.length; i++) await callbacks[i]!(results[i]!);
-    });
+    return this.pool.storePacked(slab, files, this.spec).then(
+      async (results) => {
+        this.pool.releaseSlab(slab);
+        for (let i = 0; i < results.length; i++) await callbacks[i]!(results[i]!);
+      },
+      (err: unknown) => {
+        // The worker may still hold a view of it if it died mid-task: this slab is not reused.
+        throw err;
+      },
+    );
   }
 }
 
@@ -476,13 +523,13 @@ export class ParallelFrameWriter {
   private fd: number | null;
   private readonly hash = createHash('sha256');
   private readonly msum: FileChecksum | null;
-  private buf: ArrayBuffer | null = null;
+  private slab: Slab | null = null;
   private used = 0;
   private size = 0;
   private stored = 0;
   private nextSeq = 0;
   private writeSeq = 0;
-  private readonly done = new Map<number, Uint8Array>();
+  private readonly done = new Map<number, { slab: Slab; frame: number | Uint8Array }>();
   private readonly inFlight = new Set<Promise<void>>();
   private failure: Error | null = null;
   private readonly maxInFlight: number;
@@ -503,12 +550,12 @@ export class ParallelFrameWriter {
     this.size += chunk.length;
     let off = 0;
     while (off < chunk.length) {
-      this.buf ??= this.pool.takeBuffer();
-      const n = Math.min(chunk.length - off, this.buf.byteLength - this.used);
-      new Uint8Array(this.buf, this.used, n).set(chunk.subarray(off, off + n));
+      this.slab ??= this.pool.takeSlab();
+      const n = Math.min(chunk.length - off, TRANSFER_BUFFER - this.used);
+      this.slab.view.set(chunk.subarray(off, off + n), this.used);
       this.used += n;
       off += n;
-      if (this.used === this.buf.byteLength) this.submit();
+      if (this.used === TRANSFER_BUFFER) this.submit();
     }
     return this.inFlight.size < this.maxInFlight;
   }
@@ -521,11 +568,10 @@ export class ParallelFrameWriter {
 
   /** Ends the file: resolves when every frame is written and the file renamed into place. */
   async finish(): Promise<StoredFile> {
-    if (this.buf && this.used > 0) this.submit();
+    if (this.slab && this.used > 0) this.submit();
     if (this.size === 0) {
       // An empty file is still a valid, empty compressed file.
-      const b = this.pool.takeBuffer();
-      this.buf = b;
+      this.slab = this.pool.takeSlab();
       this.used = 0;
       this.submit();
     }
@@ -550,14 +596,14 @@ export class ParallelFrameWriter {
   }
 
   private submit(): void {
-    const buf = this.buf!;
+    const slab = this.slab!;
     const len = this.used;
-    this.buf = null;
+    this.slab = null;
     this.used = 0;
     const seq = this.nextSeq++;
-    const p: Promise<void> = this.pool.compressFrame(buf, len, this.spec.codec, this.spec.level).then(
+    const p: Promise<void> = this.pool.compressFrame(slab, len, this.spec.codec, this.spec.level).then(
       (frame) => {
-        this.done.set(seq, frame);
+        this.done.set(seq, { slab, frame });
         this.writeReady();
       },
       (err: Error) => {
@@ -569,14 +615,17 @@ export class ParallelFrameWriter {
 
   /** Writes the frames that are next in order. */
   private writeReady(): void {
-    for (let f = this.done.get(this.writeSeq); f !== undefined && this.fd !== null; f = this.done.get(this.writeSeq)) {
+    for (let d = this.done.get(this.writeSeq); d !== undefined && this.fd !== null; d = this.done.get(this.writeSeq)) {
       this.done.delete(this.writeSeq++);
+      const f = typeof d.frame === 'number' ? d.slab.view.subarray(0, d.frame) : d.frame;
       try {
         let off = 0;
         while (off < f.length) off += writeSync(this.fd, f, off, f.length - off, this.stored + off);
       } catch (err) {
         this.failure ??= err as Error;
         return;
+      } finally {
+        this.pool.releaseSlab(d.slab);
       }
       this.stored += f.length;
     }

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BarmantsError } from '../errors/index.js';
-import { CODECS, codecSuffix, createDecompressor, decompressWhole, type Codec } from '../repository/codec.js';
+import { CODECS, codecSuffix, createDecompressor, decompressWhole, zstdDecompressSync, type Codec } from '../repository/codec.js';
 import type { FileEntry } from '../backup/info.js';
 
 type BackupMember = FileEntry;
@@ -100,15 +100,16 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
     }
   }
   if (m.size <= SMALL_MEMBER) return restoreSmallFile(job, m, target, onBytes);
-  if (opts.codec === 'none') {
-    const plain = storedMemberPath(opts.backupDir, m, 'none');
+  if (opts.codec === 'none' || opts.codec === 'zstd') {
+    // Synchronous loops for these (the common codecs); gzip and lz4 use the stream path below.
+    const stored = storedMemberPath(opts.backupDir, m, opts.codec);
     let fd: number | null = null;
     try {
-      fd = openSync(plain, constants.O_RDONLY);
+      fd = openSync(stored, constants.O_RDONLY);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${plain}`, e);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${stored}`, e);
     }
-    if (fd !== null) return copyPlainFile(fd, plain, m, target, onBytes);
+    if (fd !== null) return copyDecodedFile(fd, stored, opts.codec, m, target, onBytes);
   }
   const src = await openStoredMember(opts.backupDir, m, opts.codec);
   let out: FileHandle;
@@ -208,10 +209,10 @@ function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: 
 }
 
 /**
- * An uncompressed stored member: read, hash and write 1 MiB at a time with synchronous syscalls
- * (no stream machinery between two page-cache copies). Takes ownership of `srcFd`.
+ * A stored member restored with synchronous syscalls: read 1 MiB at a time, decompress (zstd) or
+ * not, hash and write (no stream machinery between page-cache copies). Takes ownership of `srcFd`.
  */
-function copyPlainFile(srcFd: number, storedPath: string, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
+function copyDecodedFile(srcFd: number, storedPath: string, codec: 'none' | 'zstd', m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
   let fd: number;
   try {
     fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -220,22 +221,36 @@ function copyPlainFile(srcFd: number, storedPath: string, m: BackupMember, targe
     throw ioError(`cannot create ${target}`, e);
   }
   const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1 << 20);
   let size = 0;
+  let readPos = 0;
+  const read = (buf: Buffer): number => {
+    try {
+      const n = readSync(srcFd, buf, 0, buf.length, readPos);
+      readPos += n;
+      return n;
+    } catch (e) {
+      throw ioError(`cannot read stored file ${storedPath}`, e);
+    }
+  };
+  const write = (piece: Buffer): void => {
+    if (size + piece.length > m.size) throw integrityError(m, storedPath, `size mismatch: more than the ${m.size} bytes the file list says`);
+    hash.update(piece);
+    let off = 0;
+    while (off < piece.length) off += writeSync(fd, piece, off, piece.length - off, size + off);
+    size += piece.length;
+    onBytes(piece.length);
+  };
   try {
-    for (;;) {
-      let n: number;
+    if (codec === 'none') {
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (let n = read(buf); n > 0; n = read(buf)) write(buf.subarray(0, n));
+    } else {
       try {
-        n = readSync(srcFd, buf, 0, buf.length, size);
+        zstdDecompressSync(read, write);
       } catch (e) {
-        throw ioError(`cannot read stored file ${storedPath}`, e);
+        if (e instanceof BarmantsError) throw e;
+        throw integrityError(m, storedPath, `the stored file cannot be decompressed: ${(e as Error).message}`);
       }
-      if (n === 0) break;
-      hash.update(buf.subarray(0, n));
-      let off = 0;
-      while (off < n) off += writeSync(fd, buf, off, n - off, size + off);
-      size += n;
-      onBytes(n);
     }
     if (size !== m.size) throw integrityError(m, storedPath, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
     const digest = hash.digest('hex');

@@ -3,8 +3,8 @@
 // then `barman recover` timed like the others. Installed with apt-get only when the flag asks.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runMeasured, runQuiet } from './measure.js';
 import type { ExtraRecoverer } from './recover.js';
@@ -70,15 +70,33 @@ export async function prepareBarman(bc: BenchCluster, scratch: Scratch, log: (s:
     if (receiver) await stop(receiver);
     await dropSlot(bc, SLOT);
   };
+  // Barman moves streamed WAL into its archive only in `barman cron` (archive-wal), which system
+  // cron runs every minute: run it every 2 s while the backup and its WAL are being taken.
+  let cronRunning = false;
+  const cron = setInterval(() => {
+    if (cronRunning) return;
+    cronRunning = true;
+    void b('cron').catch(() => {}).finally(() => (cronRunning = false));
+  }, 2000);
   try {
     await b('receive-wal', '--create-slot', 'bench').catch(() => {}); // exists already: fine
-    receiver = spawn(barman, ['-c', conf, 'receive-wal', 'bench'], { stdio: 'ignore' });
+    const out = openSync(join(home, 'receive-wal.out'), 'a', 0o600);
+    receiver = spawn(barman, ['-c', conf, 'receive-wal', 'bench'], { stdio: ['ignore', out, out] });
+    closeSync(out);
     await b('switch-wal', '--force', '--archive', '--archive-timeout', '120', 'bench');
     await b('backup', '--wait', 'bench');
     log(`barman: ${version}, one DONE backup in ${home}`);
   } catch (e) {
     await teardown();
-    throw e;
+    // Barman says why in its log, not on stderr: carry the end of it in the error.
+    const tail = [
+      (await readFile(join(home, 'receive-wal.out'), 'utf8').catch(() => '')).trim().split('\n').slice(-5).join('\n'),
+      (await readFile(join(home, 'barman.log'), 'utf8').catch(() => '')).trim().split('\n').slice(-8).join('\n'),
+    ].filter(Boolean).join('\n');
+    throw new Error(`${(e as Error).message}${tail ? `\nbarman.log ends with:\n${tail}` : ''}`);
+  } finally {
+    clearInterval(cron);
+    while (cronRunning) await new Promise((r) => setTimeout(r, 100));
   }
   return {
     version,

@@ -151,6 +151,7 @@ async function main(): Promise<number> {
           barman = await prepareBarman(bc!, scratch, log);
           extra.push(barman.recoverer);
         } catch (e) {
+          log(`barman: ${(e as Error).message}`);
           res.skipped.push({ section: 'recover', reason: `barman recover: ${(e as Error).message.split('\n')[0]}` });
         }
       } else {

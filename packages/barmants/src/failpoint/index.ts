@@ -11,6 +11,8 @@ export const FAILPOINTS = [
   { name: 'wal-after-store-before-catalog', description: 'WAL: the segment is durable in wals/, its catalog row not yet written' },
   { name: 'wal-after-catalog-before-unlink', description: 'WAL: the catalog row is written, the source in streaming/ not yet removed' },
   { name: 'delete-after-mark', description: 'delete: DELETING is recorded, the backup directory not yet removed' },
+  { name: 'retention-before-delete-backup', description: 'retention: a backup is chosen for deletion, nothing of it removed yet' },
+  { name: 'wal-retention-after-catalog-before-unlink', description: 'WAL retention: the catalog rows of a page of segments are deleted, their files not yet unlinked' },
 ] as const;
 
 export type FailpointName = (typeof FAILPOINTS)[number]['name'];

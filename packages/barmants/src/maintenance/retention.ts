@@ -6,10 +6,11 @@
  */
 import type { BackupRecord, Catalog } from '../catalog/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { deleteBackup } from '../backup/index.js';
+import { deleteBackup, finishInterruptedDeletes } from '../backup/index.js';
 import { isBarmantsError } from '../errors/index.js';
+import { failpoint } from '../failpoint/index.js';
 import type { Logger } from '../log/index.js';
-import type { ServerLayout } from '../repository/index.js';
+import { acquireLock, type ServerLayout } from '../repository/index.js';
 import { describePolicy, evaluateRetention, type RetentionBackup, type RetentionReport } from '../retention/index.js';
 import { removeUnneededWal } from './wal.js';
 
@@ -61,6 +62,21 @@ export function retentionReport(server: ServerConfig, backups: BackupRecord[], n
 export async function applyRetention(o: ApplyRetentionOptions): Promise<RetentionOutcome> {
   const { server, layout, catalog } = o;
   const log = o.logger.child({ server: server.name, component: 'retention' });
+  // A delete killed half-way left its backup DELETING: finish it first (it would otherwise stay,
+  // its WAL removed by the WAL retention below, and `check` would see a gap).
+  if (!o.dryRun && catalog.listBackups(server.name, { status: ['DELETING'] }).length) {
+    try {
+      const lock = await acquireLock(layout.lockFile('backup'), { purpose: 'delete', log: (m) => log.warn(m) });
+      try {
+        await finishInterruptedDeletes(catalog, layout, log);
+      } finally {
+        await lock.release();
+      }
+    } catch (err) {
+      if (!isBarmantsError(err, 'lock')) throw err;
+      log.info(`an interrupted delete is finished on a later pass: ${err.message}`);
+    }
+  }
   const report = retentionReport(server, catalog.listBackups(server.name), o.now);
   const out: RetentionOutcome = {
     policy: server.retentionPolicy ? describePolicy(server.retentionPolicy) : null,
@@ -79,6 +95,7 @@ export async function applyRetention(o: ApplyRetentionOptions): Promise<Retentio
       continue;
     }
     log.info(`enforcing retention policy: removing backup ${item.backupId} of server '${server.name}': ${item.reason}`);
+    failpoint('retention-before-delete-backup');
     try {
       const res = await deleteBackup({ server, layout, catalog, logger: o.logger, ...(o.configFiles ? { configFiles: o.configFiles } : {}) }, rec);
       out.walRemoved += res.walRemoved.length;

@@ -11,6 +11,7 @@ import { unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Catalog, WalSegmentRecord } from '../catalog/index.js';
 import type { ServerConfig } from '../config/index.js';
+import { failpoint } from '../failpoint/index.js';
 import { runHooks } from '../hooks/index.js';
 import type { Logger } from '../log/index.js';
 import { fsyncDir, isCodec, type Codec, type ServerLayout } from '../repository/index.js';
@@ -97,6 +98,7 @@ export async function removeUnneededWal(o: RemoveWalOptions): Promise<WalRemoval
       for (const seg of todo) await removeOneWithHooks(o, seg, hooks, log);
     } else if (todo.length > 0) {
       catalog.deleteWalSegments(server, todo.map((s) => s.name));
+      failpoint('wal-retention-after-catalog-before-unlink');
       const dirs = new Set<string>();
       // A few unlinks in flight at once: one at a time, a big pruning waits on the thread pool's latency.
       let next = 0;
@@ -139,6 +141,7 @@ async function removeOneWithHooks(o: RemoveWalOptions, seg: WalSegmentRecord, ho
   // A pre retry script answering 63 throws here: this segment and every later one stay.
   await runHooks({ operation: 'wal_delete', phase: 'pre', hooks, vars, logger: hookLog });
   o.catalog.deleteWalSegments(o.layout.server, [seg.name]);
+  failpoint('wal-retention-after-catalog-before-unlink');
   let error = await unlinkIfPresent(path);
   if (error === null) await fsyncDir(dirname(path)).catch(() => undefined);
   else log.warn(`WAL segment ${seg.name} removed from the catalog but its file stays: ${error}`);

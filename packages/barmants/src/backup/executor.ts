@@ -29,7 +29,7 @@ import {
   checkIdentity,
   linkDurable,
   StoreWorkerPool,
-  syncTree,
+  makeTreeDurable,
   writeFileDurable,
   type Codec,
   type ServerLayout,
@@ -373,8 +373,8 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     }
     // Members were written without per-file fsync: make the whole tree durable once, before the
     // catalog calls anything in it complete.
-    await syncTree(layout.backupDir(backupId));
-    logB.debug(`tree synced after ${Date.now() - t0} ms`);
+    const how = await makeTreeDurable(layout.backupDir(backupId), server.backupSyncMethod, (m) => logB.warn(m));
+    logB.debug(`tree made durable (${how}) after ${Date.now() - t0} ms`);
     await writeFileDurable(layout.backupManifestFile(backupId), manifestBuf);
     await files.commit();
 

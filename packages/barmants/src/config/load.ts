@@ -54,6 +54,7 @@ export interface ServerConfig {
   bandwidthLimitKbps: number;
   minimumRedundancy: number;
   reuseBackup: 'off' | 'link';
+  backupSyncMethod: 'auto' | 'fsync' | 'syncfs';
   streamingArchiver: boolean;
   archiver: boolean;
   slotName: string | null;
@@ -439,6 +440,7 @@ function buildServer(
     bandwidthLimitKbps: v('bandwidth_limit'),
     minimumRedundancy: v('minimum_redundancy'),
     reuseBackup: v('reuse_backup'),
+    backupSyncMethod: v('backup_sync_method'),
     streamingArchiver: v('streaming_archiver'),
     archiver,
     slotName: v('slot_name'),

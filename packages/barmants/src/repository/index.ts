@@ -3,7 +3,7 @@
 // recovery) import only from here.
 export { ServerLayout, catalogPath, locksDir, ensureDir, type LockPurpose } from './layout.js';
 export {
-  fsyncDir, writeFileDurable, DurableWriter, removeDurable, renameDurable, linkDurable, syncTree, TMP_SUFFIX,
+  fsyncDir, writeFileDurable, DurableWriter, removeDurable, renameDurable, linkDurable, syncTree, makeTreeDurable, syncfsReportsErrors, TMP_SUFFIX,
 } from './durable.js';
 export {
   type Codec, CODECS, isCodec, codecSuffix, codecFromFileName, stripCodecSuffix, createCompressor,

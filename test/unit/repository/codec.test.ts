@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  CODECS, codecFromFileName, codecSuffix, createCompressor, createDecompressor, stripCodecSuffix, type Codec,
+  CODECS, codecFromFileName, codecSuffix, compressWhole, createCompressor, createDecompressor, stripCodecSuffix, zstdDecompressSync, type Codec,
 } from '../../../packages/barmants/src/repository/index.js';
 
 async function run(t: Transform, input: Buffer, chunk = 64 * 1024): Promise<Buffer> {
@@ -108,5 +108,50 @@ describe('interop with CLI tools', () => {
       const truncated = packed.subarray(0, packed.length - 10);
       await assert.rejects(run(createDecompressor(codec), truncated), `${codec} truncated`);
     }
+  });
+});
+
+describe('zstdDecompressSync', () => {
+  const decode = (stored: Buffer, readSize: number): Buffer => {
+    const out: Buffer[] = [];
+    let pos = 0;
+    zstdDecompressSync(
+      (buf) => {
+        const n = Math.min(readSize, buf.length, stored.length - pos);
+        stored.copy(buf, 0, pos, pos + n);
+        pos += n;
+        return n;
+      },
+      (piece) => void out.push(Buffer.from(piece)),
+    );
+    return Buffer.concat(out);
+  };
+  const streamed = async (data: Buffer): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    await pipeline(Readable.from([data]), createCompressor('zstd'), async (src: AsyncIterable<Buffer>) => {
+      for await (const c of src) parts.push(c);
+    });
+    return Buffer.concat(parts);
+  };
+
+  test('one streamed frame ending exactly at a buffer boundary (a 16 MiB WAL segment)', async () => {
+    const data = Buffer.alloc(16 << 20);
+    for (let i = 0; i < data.length; i += 8192) data.write(`page ${i}`, i);
+    const stored = await streamed(data);
+    for (const readSize of [1 << 20, 4096, 7]) {
+      if (readSize === 7 && stored.length > 200_000) continue;
+      assert.ok(decode(stored, readSize).equals(data), `read ${readSize}`);
+    }
+  });
+
+  test('concatenated 1 MiB frames (a large backup member), last one full', () => {
+    const frames = [0, 1, 2].map((i) => Buffer.alloc(1 << 20, i + 1));
+    const stored = Buffer.concat(frames.map((f) => compressWhole('zstd', f)));
+    assert.ok(decode(stored, 1 << 20).equals(Buffer.concat(frames)));
+  });
+
+  test('a truncated stream is refused', () => {
+    const stored = compressWhole('zstd', randomBytes(300_000));
+    assert.throws(() => decode(stored.subarray(0, stored.length - 10), 65536), /truncated zstd stream/);
   });
 });

@@ -209,17 +209,16 @@ function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: 
 }
 
 /**
- * A stored member restored with synchronous syscalls: read 1 MiB at a time, decompress (zstd) or
- * not, hash and write (no stream machinery between page-cache copies). Takes ownership of `srcFd`.
+ * Copies a stored file into `fd` with synchronous syscalls, decompressing zstd on the way: read
+ * 1 MiB at a time, hash, write (no stream machinery between page-cache copies). Returns the size
+ * and SHA-256 of what was written; `limit` stops a file that is longer than it should be.
  */
-function copyDecodedFile(srcFd: number, storedPath: string, codec: 'none' | 'zstd', m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
-  let fd: number;
-  try {
-    fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    closeSync(srcFd);
-    throw ioError(`cannot create ${target}`, e);
-  }
+export function decodeFileSync(
+  srcFd: number,
+  codec: 'none' | 'zstd',
+  fd: number,
+  o: { limit: number | null; onBytes?: (n: number) => void; readError: (e: unknown) => Error; tooLong: () => Error; corrupt: (e: Error) => Error },
+): { size: number; sha256: string } {
   const hash = createHash('sha256');
   let size = 0;
   let readPos = 0;
@@ -229,32 +228,50 @@ function copyDecodedFile(srcFd: number, storedPath: string, codec: 'none' | 'zst
       readPos += n;
       return n;
     } catch (e) {
-      throw ioError(`cannot read stored file ${storedPath}`, e);
+      throw o.readError(e);
     }
   };
   const write = (piece: Buffer): void => {
-    if (size + piece.length > m.size) throw integrityError(m, storedPath, `size mismatch: more than the ${m.size} bytes the file list says`);
+    if (o.limit !== null && size + piece.length > o.limit) throw o.tooLong();
     hash.update(piece);
     let off = 0;
     while (off < piece.length) off += writeSync(fd, piece, off, piece.length - off, size + off);
     size += piece.length;
-    onBytes(piece.length);
+    o.onBytes?.(piece.length);
   };
-  try {
-    if (codec === 'none') {
-      const buf = Buffer.allocUnsafe(1 << 20);
-      for (let n = read(buf); n > 0; n = read(buf)) write(buf.subarray(0, n));
-    } else {
-      try {
-        zstdDecompressSync(read, write);
-      } catch (e) {
-        if (e instanceof BarmantsError) throw e;
-        throw integrityError(m, storedPath, `the stored file cannot be decompressed: ${(e as Error).message}`);
-      }
+  if (codec === 'none') {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let n = read(buf); n > 0; n = read(buf)) write(buf.subarray(0, n));
+  } else {
+    try {
+      zstdDecompressSync(read, write);
+    } catch (e) {
+      if (e instanceof BarmantsError) throw e;
+      throw o.corrupt(e as Error);
     }
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+/** A stored member restored with decodeFileSync, checked against the file list. Takes ownership of `srcFd`. */
+function copyDecodedFile(srcFd: number, storedPath: string, codec: 'none' | 'zstd', m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
+  let fd: number;
+  try {
+    fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    closeSync(srcFd);
+    throw ioError(`cannot create ${target}`, e);
+  }
+  try {
+    const { size, sha256 } = decodeFileSync(srcFd, codec, fd, {
+      limit: m.size,
+      onBytes,
+      readError: (e) => ioError(`cannot read stored file ${storedPath}`, e),
+      tooLong: () => integrityError(m, storedPath, `size mismatch: more than the ${m.size} bytes the file list says`),
+      corrupt: (e) => integrityError(m, storedPath, `the stored file cannot be decompressed: ${e.message}`),
+    });
     if (size !== m.size) throw integrityError(m, storedPath, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
-    const digest = hash.digest('hex');
-    if (digest !== m.sha256) throw integrityError(m, storedPath, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
+    if (sha256 !== m.sha256) throw integrityError(m, storedPath, `checksum mismatch: sha256 ${sha256}, the file list says ${m.sha256}`);
     if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
   } finally {
     closeSync(fd);

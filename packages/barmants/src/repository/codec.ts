@@ -448,7 +448,9 @@ export function zstdDecompressSync(read: (buf: Buffer) => number, onData: (piece
       const [ret, produced, consumed] = dctx.decompressStream(dst, input);
       if (produced > 0) onData(dst.subarray(0, produced));
       input = input.subarray(consumed);
-      inFrame = ret !== 0;
+      // A call that neither read nor wrote (after a frame ended exactly at a full buffer) returns
+      // the next frame's header size, not "inside a frame": it says nothing about completeness.
+      if (produced > 0 || consumed > 0) inFrame = ret !== 0;
       if (input.length === 0 && produced < dst.length) break;
     }
   }

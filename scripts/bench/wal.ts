@@ -1,8 +1,13 @@
 // WAL streaming section: `barmants receive-wal` against pg_receivewal run as Barman runs it, each
 // alone under the same pgbench load: pgbench TPS, flush lag sampled from pg_stat_replication every
-// 100 ms, the receiver's CPU and peak RSS.
+// 100 ms, the receiver's CPU (and how much of it is in the kernel) and peak RSS.
+// Diagnostics, off by default: BARMANTS_BENCH_NODE_ARGS adds node options to the barmants receiver
+// only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` to profile it under this load);
+// BARMANTS_BENCH_THREADS=1 prints each receiver's CPU per thread since its start and its memory
+// at the end of the load; BARMANTS_BENCH_LAGS=1 prints every flush-lag sample.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -17,6 +22,7 @@ export const WAL_METRICS: MetricSpec[] = [
   { key: 'lagP95MB', label: 'lag p95', unit: 'MB', digits: 2 },
   { key: 'lagMaxMB', label: 'lag max', unit: 'MB', digits: 2 },
   { key: 'cpuS', label: 'receiver CPU', unit: 's', digits: 2 },
+  { key: 'cpuSysS', label: 'of which kernel', unit: 's', digits: 2 },
   { key: 'peakRssMB', label: 'receiver peak RSS', unit: 'MB', digits: 0 },
 ];
 
@@ -36,7 +42,8 @@ export async function benchWal(bc: BenchCluster, scratch: Scratch, seconds: numb
     slot: 'bench_barmants',
     start: (home) => {
       // The config is written synchronously enough: see run() below, which awaits it first.
-      return spawn(process.execPath, barmantsArgs(join(home, 'barmants.conf'), 'receive-wal', 'bench'), { stdio: ['ignore', 'ignore', 'pipe'] });
+      const nodeArgs = (process.env.BARMANTS_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+      return spawn(process.execPath, [...nodeArgs, ...barmantsArgs(join(home, 'barmants.conf'), 'receive-wal', 'bench')], { stdio: ['ignore', 'ignore', 'pipe'] });
     },
   };
   const theirs: Receiver = {
@@ -118,6 +125,7 @@ async function streamUnderLoad(bc: BenchCluster, rx: Receiver, dir: string, seco
     );
     const pid = child.pid!;
     const cpu0 = procSample(pid)?.cpuTicks ?? 0;
+    const split0 = cpuSplit(pid);
     const lsn0 = await currentLsn(client);
     const lags: number[] = [];
     let busy = false;
@@ -134,6 +142,7 @@ async function streamUnderLoad(bc: BenchCluster, rx: Receiver, dir: string, seco
           const v = r.rows[0]?.lag;
           if (v === undefined || v === null) missing++;
           else lags.push(Math.max(0, Number(v)));
+          if (process.env.BARMANTS_BENCH_LAGS && v != null) process.stderr.write(`[bench] LAG ${rx.appName} ${lags.length} ${(Number(v) / MB).toFixed(2)}\n`);
         })
         .catch(() => missing++)
         .finally(() => (busy = false));
@@ -151,6 +160,8 @@ async function streamUnderLoad(bc: BenchCluster, rx: Receiver, dir: string, seco
     if (exited) throw died();
     const s = procSample(pid);
     const cpuS = s ? (s.cpuTicks - cpu0) / 100 : null;
+    const split1 = cpuSplit(pid);
+    if (process.env.BARMANTS_BENCH_THREADS) process.stderr.write(`[bench] ${rx.appName} threads (user+sys ticks): ${threadCpu(pid)}; ${memory(pid)}\n`);
     const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? /tps = ([\d.]+)/.exec(out)?.[1] ?? NaN);
     const walBytes = Number(lsn1 - lsn0);
     const q = (p: number) => quantile(lags, p);
@@ -168,11 +179,51 @@ async function streamUnderLoad(bc: BenchCluster, rx: Receiver, dir: string, seco
       walBytes,
       cpuS,
       cpuPctOfCore: cpuS === null ? null : (cpuS / seconds) * 100,
+      cpuUserS: split0 && split1 ? (split1.user - split0.user) / 100 : null,
+      cpuSysS: split0 && split1 ? (split1.sys - split0.sys) / 100 : null,
       peakRssMB: s ? s.hwmKb / 1024 : null,
     };
   } finally {
     await client.end().catch(() => {});
     await stop(child);
+  }
+}
+
+/** utime and stime in clock ticks (man 5 proc): where the receiver's CPU goes, user code or syscalls. */
+function cpuSplit(pid: number): { user: number; sys: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(f[11]), sys: Number(f[12]) };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU per thread name (main thread, libuv pool, V8 GC, workers), for finding where the time goes. */
+function threadCpu(pid: number): string {
+  const by = new Map<string, number>();
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const name = t === String(pid) ? `main` : comm;
+      by.set(name, (by.get(name) ?? 0) + Number(f[11]) + Number(f[12]));
+    }
+  } catch {
+    /* exited */
+  }
+  return [...by].map(([k, v]) => `${k}=${v}`).join(' ');
+}
+
+/** The process's memory at this instant, from smaps_rollup. */
+function memory(pid: number): string {
+  try {
+    const r = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    return ['Rss', 'Anonymous', 'Pss_File', 'Private_Dirty'].map((k) => `${k} ${Math.round(Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(r)?.[1] ?? 0) / 1024)} MB`).join(', ');
+  } catch {
+    return '';
   }
 }
 

@@ -1,7 +1,10 @@
 /*
- * START_REPLICATION as an async iterable of positioned WAL chunks and keepalives. Chunks are
- * copied out of pg's reused receive buffer. A bounded queue pauses the socket when the consumer
- * is slow, while a timer keeps sending status updates so that the server never times us out
+ * START_REPLICATION as an async iterable of positioned WAL chunks and keepalives. XLogData
+ * payloads are copied out of pg's reused receive buffer into 1 MiB slabs, each run of contiguous
+ * WAL growing one queued chunk, so the consumer sees one chunk (one write) per socket read rather
+ * than one per commit; optionally the socket is left unread for a few ms after a small read, so
+ * that one read brings several commits. A bounded queue pauses the socket when the consumer is
+ * slow, while a timer keeps sending status updates so that the server never times us out
  * (PROTOCOL.md §4, pitfalls 1-3). Flush positions are only ever what the caller reported.
  */
 import type { ReplicationClient } from './client.js';
@@ -19,8 +22,24 @@ export interface StartReplicationOptions {
   timeline?: number;
   /** how often a status update is sent even when nothing changed; default 10 s */
   statusIntervalMs?: number;
-  /** bytes queued before the socket is paused; default 16 MiB */
+  /** bytes queued before the socket is paused; default 2 MiB */
   highWaterMark?: number;
+  /**
+   * After the reads of an event-loop turn, when the server has sent all the WAL it had, leave the
+   * socket unread this long (ms), so that the WAL of many small commits arrives in one read and
+   * one chunk: under a commit-heavy load a wake-up and a write per commit cost the receiver more
+   * CPU than the bytes. Never while the server has a backlog (its end of WAL beyond what it sent):
+   * catch-up runs at full speed. Default 0: read as soon as data arrives, which a synchronous
+   * standby must do.
+   */
+  readCoalesceMs?: number;
+  /**
+   * Recycle the slabs the chunks are cut from: a chunk's `data` is then valid only until the
+   * next call to next() (the next turn of a for-await loop). For consumers that write each chunk
+   * before asking for the next: memory stays at a slab or two instead of every byte received
+   * waiting for the garbage collector. Default false: `data` is the caller's to keep.
+   */
+  reuseBuffers?: boolean;
 }
 
 export interface WalChunk {
@@ -30,22 +49,60 @@ export interface WalChunk {
   /** the server's end of WAL when it sent this */
   readonly walEnd: Lsn;
   readonly sendTime: bigint;
-  /** a private copy */
+  /** a private copy (a view of a slab this stream never writes again), unless `reuseBuffers` */
   readonly data: Buffer;
 }
 
 export type WalMessage = WalChunk | KeepaliveMessage;
 
-const COALESCE_LIMIT = 1 << 20;
+/** A buffer WAL is copied into, with the number of chunks cut from it still queued or lent. */
+interface Slab {
+  readonly buf: Buffer;
+  refs: number;
+}
+
+/** Contiguous WAL received into one slab, not yet handed out: later bytes still extend it. */
+interface PendingChunk {
+  readonly type: 'pending';
+  readonly walStart: Lsn;
+  end: Lsn;
+  walEnd: Lsn;
+  sendTime: bigint;
+  readonly slab: Slab;
+  readonly offset: number;
+  length: number;
+}
+
+const SLAB_SIZE = 1 << 20;
+/** A read burst at least this big means a backlog, whatever the server says: do not delay the next read. */
+const BURST_NO_DELAY = SLAB_SIZE;
 
 export type StreamEnd = { readonly reason: 'timeline-end'; readonly nextTimeline: number; readonly nextStart: Lsn } | { readonly reason: 'stopped' };
 
 export class WalStream implements AsyncIterable<WalMessage> {
   /** resolves when streaming ends: end of timeline (switch) or our stop() */
   readonly ended: Promise<StreamEnd>;
-  private readonly queue: WalMessage[] = [];
+  private readonly queue: (PendingChunk | KeepaliveMessage)[] = [];
   private queuedBytes = 0;
+  /** the last queued chunk, while later contiguous bytes may still be appended to it */
+  private tail: PendingChunk | null = null;
+  private slab: Slab | null = null;
+  private slabUsed = 0;
+  private readonly reuse: boolean;
+  /** slabs no chunk refers to any more (reuseBuffers) */
+  private readonly freeSlabs: Slab[] = [];
+  /** the slab of the chunk last handed out, released at the next call (reuseBuffers) */
+  private lent: Slab | null = null;
+  /** the socket is paused for backpressure (queue full) */
   private paused = false;
+  /** the socket is left unread to let a few more commits' WAL gather in it (readCoalesceMs) */
+  private coalescing = false;
+  private burstBytes = 0;
+  /** the last XLogData said the server had more WAL than it carried: a backlog is on its way */
+  private serverAhead = false;
+  private burstCheck: NodeJS.Immediate | null = null;
+  private coalesceTimer: NodeJS.Timeout | null = null;
+  private readonly coalesceMs: number;
   private conn: PgConnection | null = null;
   private waiter: (() => void) | null = null;
   private error: ReplicationError | null = null;
@@ -64,7 +121,9 @@ export class WalStream implements AsyncIterable<WalMessage> {
     private readonly rc: ReplicationClient,
     opts: StartReplicationOptions,
   ) {
-    this.hwm = opts.highWaterMark ?? 16 << 20;
+    this.hwm = opts.highWaterMark ?? 2 << 20;
+    this.coalesceMs = opts.readCoalesceMs ?? 0;
+    this.reuse = opts.reuseBuffers ?? false;
     if (opts.timeline !== undefined && (!Number.isInteger(opts.timeline) || opts.timeline < 1)) throw new TypeError(`invalid timeline ${opts.timeline}`);
     const text =
       `START_REPLICATION${opts.slot ? ` SLOT ${quoteIdent(opts.slot)}` : ''} PHYSICAL ${formatLsn(opts.start)}` +
@@ -105,29 +164,125 @@ export class WalStream implements AsyncIterable<WalMessage> {
     if (code === CopyDataCode.XLogData) {
       if (this.stopping) return;
       const h = parseXLogDataHeader(chunk);
-      const data = Buffer.from(chunk.subarray(XLOGDATA_HEADER_SIZE));
-      const end = h.walStart + BigInt(data.length);
+      const end = this.append(chunk, XLOGDATA_HEADER_SIZE, h.walStart, h.walEnd, h.sendTime);
       if (end > this.write) this.write = end;
-      this.push({ type: 'xlogdata', walStart: h.walStart, walEnd: h.walEnd, sendTime: h.sendTime, data }, data.length);
     } else if (code === CopyDataCode.Keepalive) {
       const k = parseKeepalive(chunk);
       // Answer at once with what the caller has declared durable; the caller sees it too and
       // may fsync and report again.
       if (k.replyRequested) this.sendCurrent(false);
-      this.push(k, 0);
+      this.tail = null;
+      this.queue.push(k);
+      this.wake();
     } else {
       throw new ReplicationError('protocol', `unexpected replication message type 0x${code?.toString(16)}`);
     }
   }
 
-  private push(m: WalMessage, size: number): void {
-    this.queue.push(m);
-    this.queuedBytes += size;
-    if (!this.paused && this.queuedBytes >= this.hwm && this.conn) {
-      this.paused = true;
-      this.conn.stream.pause();
+  /**
+   * Copies WAL bytes `chunk[from..]` (a view pg will reuse) into the current slab, growing the
+   * queued chunk they continue, or queueing a new one. Returns the LSN after the last byte.
+   */
+  private append(chunk: Buffer, from: number, lsn: Lsn, walEnd: Lsn, sendTime: bigint): Lsn {
+    const total = chunk.length - from;
+    while (from < chunk.length) {
+      if (this.slab && this.reuse && this.slab.refs === 0) {
+        // Everything cut from it so far was written and given back: start over at its head.
+        this.slabUsed = 0;
+      } else if (!this.slab || this.slabUsed === this.slab.buf.length) {
+        this.retire(this.slab);
+        this.slab = this.freeSlabs.pop() ?? { buf: Buffer.allocUnsafeSlow(SLAB_SIZE), refs: 0 };
+        this.slabUsed = 0;
+      }
+      const n = Math.min(chunk.length - from, this.slab.buf.length - this.slabUsed);
+      chunk.copy(this.slab.buf, this.slabUsed, from, from + n);
+      const t = this.tail;
+      if (t && t.slab === this.slab && t.offset + t.length === this.slabUsed && t.end === lsn) {
+        t.length += n;
+        t.end += BigInt(n);
+        t.walEnd = walEnd;
+        t.sendTime = sendTime;
+      } else {
+        const p: PendingChunk = { type: 'pending', walStart: lsn, end: lsn + BigInt(n), walEnd, sendTime, slab: this.slab, offset: this.slabUsed, length: n };
+        this.slab.refs++;
+        this.queue.push(p);
+        this.tail = p;
+      }
+      this.slabUsed += n;
+      from += n;
+      lsn += BigInt(n);
+    }
+    this.queuedBytes += total;
+    this.burstBytes += total;
+    this.serverAhead = walEnd > lsn;
+    if (!this.paused && this.queuedBytes >= this.hwm) this.setPaused(true);
+    if (this.coalescing) {
+      // Something restarted reading behind our back (Node's stream machinery may): stop again.
+      if (this.conn) setHandleReading(this.conn.stream, false);
+    } else if (this.coalesceMs > 0 && !this.burstCheck) {
+      this.burstCheck = setImmediate(() => this.endOfBurst());
     }
     this.wake();
+    return lsn;
+  }
+
+  /** A slab no longer written into: back to the free list once no chunk refers to it. */
+  private retire(slab: Slab | null): void {
+    if (slab && this.reuse && slab.refs === 0 && this.freeSlabs.length < 2) this.freeSlabs.push(slab);
+  }
+
+  /** A chunk cut from `slab` is no longer queued or lent. */
+  private unref(slab: Slab): void {
+    slab.refs--;
+    if (slab.refs === 0 && slab !== this.slab) this.retire(slab);
+  }
+
+  /**
+   * Runs once the reads of this event-loop turn are done. When the server sends as it commits
+   * (its end of WAL is where its last message ends), wait readCoalesceMs before reading again, so
+   * that the next read brings several commits at once. When it has a backlog (its end of WAL is
+   * beyond what it sent, or the burst was big), keep reading: the socket buffers, not the
+   * server, set the size of a read then.
+   */
+  private endOfBurst(): void {
+    this.burstCheck = null;
+    const backlog = this.serverAhead || this.burstBytes >= BURST_NO_DELAY;
+    this.burstBytes = 0;
+    if (backlog || this.coalescing || this.paused || this.finished || this.stopping || !this.copyOpen || !this.conn) return;
+    // Stopped here, once this turn's reads and Node's own follow-up reads are over, the socket
+    // stays unread until the timer: no wake-up per commit meanwhile.
+    if (!setHandleReading(this.conn.stream, false)) return;
+    this.coalescing = true;
+    // One timer re-armed for every pause: no allocation per read.
+    if (this.coalesceTimer) this.coalesceTimer.refresh();
+    else this.coalesceTimer = setTimeout(() => this.endOfCoalescing(), this.coalesceMs);
+  }
+
+  private endOfCoalescing(): void {
+    if (!this.coalescing) return;
+    this.coalescing = false;
+    if (this.conn) setHandleReading(this.conn.stream, true);
+  }
+
+  /**
+   * Backpressure: a paused socket goes on reading until its own 16 KiB buffer is full, then
+   * stops; resume() delivers what it holds and reads on.
+   */
+  private setPaused(on: boolean): void {
+    if (on === this.paused || !this.conn) return;
+    this.paused = on;
+    if (on) {
+      // The queue is full: gathering is moot, and the socket's own machinery stops reading now.
+      if (this.coalesceTimer) clearTimeout(this.coalesceTimer);
+      this.coalesceTimer = null;
+      this.coalescing = false;
+      this.conn.stream.pause();
+    } else {
+      this.conn.stream.resume();
+      // resume() may not restart a handle we stopped ourselves (the Readable thinks a read is
+      // pending): restart it.
+      setHandleReading(this.conn.stream, true);
+    }
   }
 
   private onServerCopyDone(): void {
@@ -138,6 +293,7 @@ export class WalStream implements AsyncIterable<WalMessage> {
     }
     this.copyOpen = false;
     this.stopTimer();
+    this.stopCoalescing();
   }
 
   private onResultSet(rs: ResultSet): void {
@@ -151,16 +307,23 @@ export class WalStream implements AsyncIterable<WalMessage> {
     this.error = err ?? this.rc.connectionError;
     if (err) this.error = err;
     this.stopTimer();
-    if (this.paused && this.conn) {
-      this.paused = false;
-      this.conn.stream.resume();
-    }
+    this.setPaused(false);
+    this.stopCoalescing();
     this.wake();
   }
 
   private stopTimer(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /** Reads at once from now on (stop, end of copy): nothing may wait behind a timer. */
+  private stopCoalescing(): void {
+    if (this.burstCheck) clearImmediate(this.burstCheck);
+    this.burstCheck = null;
+    if (this.coalesceTimer) clearTimeout(this.coalesceTimer);
+    this.coalesceTimer = null;
+    this.endOfCoalescing();
   }
 
   private wake(): void {
@@ -171,18 +334,22 @@ export class WalStream implements AsyncIterable<WalMessage> {
 
   /** Next message, or null when streaming has ended. Rejects on error. */
   async next(): Promise<WalMessage | null> {
+    if (this.lent) {
+      // The caller is done with the chunk it was given last (reuseBuffers).
+      const l = this.lent;
+      this.lent = null;
+      this.unref(l);
+    }
     for (;;) {
-      let m = this.queue.shift();
+      const m = this.queue.shift();
       if (m) {
-        if (m.type === 'xlogdata') {
-          this.queuedBytes -= m.data.length;
-          m = this.coalesce(m);
-        }
-        if (this.paused && this.queuedBytes < this.hwm / 2 && this.conn) {
-          this.paused = false;
-          this.conn.stream.resume();
-        }
-        return m;
+        if (m.type !== 'pending') return m;
+        // Handed out: later bytes start a new chunk.
+        if (this.tail === m) this.tail = null;
+        this.queuedBytes -= m.length;
+        if (this.reuse) this.lent = m.slab;
+        if (this.paused && this.queuedBytes < this.hwm / 2) this.setPaused(false);
+        return { type: 'xlogdata', walStart: m.walStart, walEnd: m.walEnd, sendTime: m.sendTime, data: m.slab.buf.subarray(m.offset, m.offset + m.length) };
       }
       if (this.finished) {
         if (this.error && !(this.stopping && this.error.kind !== 'server')) throw this.error;
@@ -190,30 +357,6 @@ export class WalStream implements AsyncIterable<WalMessage> {
       }
       await new Promise<void>((r) => (this.waiter = r));
     }
-  }
-
-  /**
-   * Merges the contiguous XLogData already queued behind `first` (up to 1 MiB): when the consumer
-   * falls behind a burst of small messages, it gets one chunk to write instead of hundreds.
-   */
-  private coalesce(first: WalChunk): WalChunk {
-    let next = this.queue[0];
-    if (!next || next.type !== 'xlogdata') return first;
-    const parts = [first.data];
-    let end = first.walStart + BigInt(first.data.length);
-    let total = first.data.length;
-    let last: WalChunk = first;
-    while (next && next.type === 'xlogdata' && next.walStart === end && total + next.data.length <= COALESCE_LIMIT) {
-      this.queue.shift();
-      this.queuedBytes -= next.data.length;
-      parts.push(next.data);
-      total += next.data.length;
-      end += BigInt(next.data.length);
-      last = next;
-      next = this.queue[0];
-    }
-    if (parts.length === 1) return first;
-    return { type: 'xlogdata', walStart: first.walStart, walEnd: last.walEnd, sendTime: last.sendTime, data: Buffer.concat(parts, total) };
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<WalMessage> {
@@ -255,12 +398,12 @@ export class WalStream implements AsyncIterable<WalMessage> {
     if (!this.finished && !this.stopping) {
       this.stopping = true;
       // Drop what is queued: the caller asked to stop. The bytes are not acknowledged.
+      for (const m of this.queue) if (m.type === 'pending') this.unref(m.slab);
       this.queue.length = 0;
       this.queuedBytes = 0;
-      if (this.paused && this.conn) {
-        this.paused = false;
-        this.conn.stream.resume();
-      }
+      this.tail = null;
+      this.setPaused(false);
+      this.stopCoalescing();
       if (this.copyOpen && this.conn) {
         this.sendCurrent(false);
         this.copyOpen = false;
@@ -269,4 +412,25 @@ export class WalStream implements AsyncIterable<WalMessage> {
     }
     return this.ended;
   }
+}
+
+type SocketHandle = { reading?: boolean; readStop?: () => number; readStart?: () => number };
+
+/**
+ * Stops or restarts reading at the socket's handle, as net.Socket does itself for sockets made
+ * with an `onread` buffer: the bytes wait in the kernel meanwhile. The Readable stays as it is,
+ * so the next read is delivered as usual. Returns false when the socket has no such handle (no
+ * gathering then; a TLS socket's handle has them too).
+ */
+function setHandleReading(socket: PgConnection['stream'], on: boolean): boolean {
+  const h = (socket as { _handle?: SocketHandle | null })._handle;
+  if (!h || typeof h.readStop !== 'function' || typeof h.readStart !== 'function') return false;
+  if (!on && h.reading) {
+    h.reading = false;
+    h.readStop();
+  } else if (on && !h.reading && !(socket as { destroyed?: boolean }).destroyed) {
+    h.reading = true;
+    h.readStart();
+  }
+  return true;
 }

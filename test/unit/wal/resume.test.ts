@@ -1,12 +1,12 @@
 /*
- * The receiver's pure decisions: where to resume after a failover or PITR, whether it is a
- * synchronous standby, and the reconnect backoff.
+ * The receiver's pure decisions: where to resume after a failover or PITR, where after WAL the
+ * server removed, whether it is a synchronous standby, and the reconnect backoff.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseLsn } from '../../../packages/pg-replication/src/index.js';
 import {
-  ancestryFromCatalog, backoffDelay, divergencePoint, isSynchronousStandby, parseSynchronousStandbyNames,
+  ancestryFromCatalog, backoffDelay, divergencePoint, firstSegmentStillOnServer, isSynchronousStandby, parseSynchronousStandbyNames,
 } from '../../../packages/barmants/src/wal/resume.js';
 import type { HistoryFileRecord } from '../../../packages/barmants/src/catalog/index.js';
 
@@ -34,6 +34,49 @@ describe('divergencePoint', () => {
     const ours = { tli: 3, history: [h(1, '0/2000000'), h(2, '0/7000000')] };
     const server = { tli: 4, history: [h(1, '0/2000000'), h(2, '0/5000000')] };
     assert.deepEqual(divergencePoint(ours, server, L('0/9000000')), { lsn: L('0/5000000'), tli: 4 });
+  });
+});
+
+describe('firstSegmentStillOnServer', () => {
+  const MB16 = 16 << 20;
+  const base = { segSize: MB16, serverTli: 1, serverHistory: [] };
+  test('the oldest segment after ours, ignoring older ones, recycled future names, history and partial files', () => {
+    const walFiles = [
+      '000000010000000000000003', // older than what we have: not a resume point
+      '00000001000000000000000A',
+      '000000010000000000000009',
+      '00000001000000000000000B',
+      '000000010000000000000010', // recycled, beyond the segment being written
+      '00000002.history',
+      '000000010000000000000008.partial',
+      'archive_status',
+    ];
+    assert.deepEqual(firstSegmentStillOnServer({ ...base, walFiles, fromSegno: 5n, currentLsn: L('0/B001234') }), { segno: 9n, tli: 1 });
+  });
+  test('none left after ours: null (the caller falls back)', () => {
+    assert.equal(firstSegmentStillOnServer({ ...base, walFiles: ['000000010000000000000003'], fromSegno: 5n, currentLsn: L('0/B000000') }), null);
+    assert.equal(firstSegmentStillOnServer({ ...base, walFiles: [], fromSegno: 5n, currentLsn: L('0/B000000') }), null);
+  });
+  test('only the timeline the server streams there: the switch segment comes from the newer file', () => {
+    const serverHistory = [h(1, '0/9800000')];
+    const walFiles = [
+      '000000010000000000000008', // timeline 1 before the switch: ok
+      '000000010000000000000009', // old timeline's copy of the switch segment
+      '000000020000000000000009', // the switch segment on timeline 2
+      '00000002000000000000000A',
+    ];
+    const o = { segSize: MB16, serverTli: 2, serverHistory, walFiles, currentLsn: L('0/A100000') };
+    assert.deepEqual(firstSegmentStillOnServer({ ...o, fromSegno: 5n }), { segno: 8n, tli: 1 });
+    assert.deepEqual(firstSegmentStillOnServer({ ...o, fromSegno: 8n }), { segno: 9n, tli: 1 });
+    assert.deepEqual(firstSegmentStillOnServer({ ...o, fromSegno: 9n }), { segno: 10n, tli: 2 });
+    // A timeline-1 file past the switch (the old primary's, copied in by hand) is not ours to stream.
+    assert.deepEqual(firstSegmentStillOnServer({ ...o, walFiles: ['00000001000000000000000A', '00000002000000000000000A'], fromSegno: 9n }), { segno: 10n, tli: 2 });
+    assert.equal(firstSegmentStillOnServer({ ...o, walFiles: ['00000001000000000000000A'], fromSegno: 9n }), null);
+  });
+  test('1 MB segments: names are read with the segment size', () => {
+    const walFiles = ['000000010000000100000002', '0000000100000001000000FF'];
+    const r = firstSegmentStillOnServer({ segSize: 1 << 20, serverTli: 1, serverHistory: [], walFiles, fromSegno: 0x100n, currentLsn: L('1/2000000') });
+    assert.deepEqual(r, { segno: 0x1000n + 2n, tli: 1 });
   });
 });
 

@@ -5,14 +5,14 @@
  * mentions it; the same content twice is fine, different content is set aside in `errors/`.
  */
 import { createHash } from 'node:crypto';
-import { access } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { parseTimelineHistory, parseWalFileName, historyFileName } from 'pg-replication';
 import { type Catalog, type WalSegmentRecord, WalSegmentConflictError, HistoryFileConflictError } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { failpoint } from '../failpoint/index.js';
 import {
-  type Codec, type ServerLayout, defaultStorePool, ensureDir, renameDurable, writeFileDurable, codecSuffix,
+  type Codec, type ServerLayout, defaultStorePool, ensureDir, linkDurable, renameDurable, writeFileDurable, codecSuffix,
 } from '../repository/index.js';
 
 export type ArchiveOutcome = 'added' | 'exists' | 'duplicate';
@@ -35,6 +35,12 @@ export interface SegmentSource {
   sourcePath: string;
   codec: Codec;
   level?: number;
+  /**
+   * sha256 of the content, when the caller computed it while writing the source: an uncompressed
+   * segment is then archived as a hard link (no copy, no read-back), and a segment already
+   * archived is compared without reading it.
+   */
+  checksum?: string;
 }
 
 /** `errors/<name>.<YYYYMMDDTHHMMSSZ>.<reason>` (REPOSITORY.md). */
@@ -70,7 +76,7 @@ export async function archiveSegment(src: SegmentSource): Promise<ArchivedSegmen
   const pool = defaultStorePool();
   const known = catalog.getWalSegment(layout.server, name);
   if (known) {
-    const digest = await pool.hashFile(sourcePath, 'none');
+    const digest = src.checksum !== undefined ? { checksum: src.checksum } : await pool.hashFile(sourcePath, 'none');
     if (digest.checksum === known.checksum) {
       return { outcome: 'exists', name, path: layout.walFilePath(name, (known.compression ?? 'none') as Codec), record: known };
     }
@@ -79,7 +85,7 @@ export async function archiveSegment(src: SegmentSource): Promise<ArchivedSegmen
   }
   await ensureDir(layout.walDirFor(name));
   const dest = layout.walFilePath(name, src.codec);
-  const stored = await pool.storeFile({ source: sourcePath, dest, codec: src.codec, ...(src.level !== undefined ? { level: src.level } : {}) });
+  const stored = (await linkSegment(src, dest)) ?? (await pool.storeFile({ source: sourcePath, dest, codec: src.codec, ...(src.level !== undefined ? { level: src.level } : {}) }));
   if (stored.size !== segSize) {
     throw new BarmantsError('integrity', `segment ${name} has ${stored.size} bytes, expected ${segSize}`);
   }
@@ -106,6 +112,25 @@ export async function archiveSegment(src: SegmentSource): Promise<ArchivedSegmen
     }
     throw err;
   }
+}
+
+/**
+ * An uncompressed segment whose checksum the caller knows becomes a second name of the same
+ * file (link, then fsync of the directory): the source keeps its name until the catalog has the
+ * row, so a crash in between leaves it to be archived again. Null when linking is not possible
+ * (another filesystem): the caller copies instead.
+ */
+async function linkSegment(src: SegmentSource, dest: string): Promise<{ checksum: string; size: number; storedSize: number } | null> {
+  if (src.codec !== 'none' || src.checksum === undefined) return null;
+  try {
+    await linkDurable(src.sourcePath, dest);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'ENOTSUP') return null;
+    throw err;
+  }
+  const { size } = await stat(dest);
+  return { checksum: src.checksum, size, storedSize: size };
 }
 
 /**

@@ -8,5 +8,5 @@ export { archiveSegment, archivePartialSegment, archiveHistoryFile, archivedPart
 export type { ArchiveOutcome, ArchivedSegment, SegmentSource } from './archive.js';
 export { getWal, readWal, locateWal, listStreamingDir } from './getwal.js';
 export type { WalFileLocation } from './getwal.js';
-export { ancestryFromCatalog, divergencePoint, parseSynchronousStandbyNames, isSynchronousStandby, backoffDelay } from './resume.js';
+export { ancestryFromCatalog, divergencePoint, firstSegmentStillOnServer, parseSynchronousStandbyNames, isSynchronousStandby, backoffDelay } from './resume.js';
 export type { TimelineLine } from './resume.js';

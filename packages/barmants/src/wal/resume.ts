@@ -1,9 +1,10 @@
 /*
  * Pure decisions of the WAL receiver, kept apart so they can be unit-tested without a server:
  * where to resume after a failover or PITR (the point where the archive's timeline line and
- * the server's part), whether the receiver is a synchronous standby, and the reconnect backoff.
+ * the server's part), where after WAL the server has removed (the oldest segment it still has),
+ * whether the receiver is a synchronous standby, and the reconnect backoff.
  */
-import { type Lsn, type TimelineHistoryEntry, timelineForLsn } from 'pg-replication';
+import { type Lsn, type TimelineHistoryEntry, isWalSegmentName, parseWalFileName, segmentOf, segmentStart, timelineForLsn } from 'pg-replication';
 import type { HistoryFileRecord } from '../catalog/index.js';
 
 /** A timeline and its ancestry: `history` as in `<tli>.history`, oldest first. */
@@ -46,6 +47,40 @@ export function divergencePoint(ours: TimelineLine, server: TimelineLine, upTo: 
     if (a !== b) return { lsn: p, tli: b };
   }
   return { lsn: upTo, tli: timelineForLsn(server.history, server.tli, upTo) };
+}
+
+/**
+ * After "requested WAL segment has already been removed": the first segment after `fromSegno`
+ * that the server still has, from the file names in its pg_wal, and the timeline to stream it on.
+ * Only segments up to the one being written count (later names are recycled files), and only
+ * files of the timeline the server's history gives for that segment (the segment holding a
+ * switch point is read from the newer timeline's file). Null when there is none.
+ */
+export function firstSegmentStillOnServer(o: {
+  walFiles: readonly string[];
+  segSize: number;
+  fromSegno: bigint;
+  currentLsn: Lsn;
+  serverTli: number;
+  serverHistory: readonly TimelineHistoryEntry[];
+}): { segno: bigint; tli: number } | null {
+  const current = segmentOf(o.currentLsn, o.segSize);
+  let best: { segno: bigint; tli: number } | null = null;
+  for (const name of o.walFiles) {
+    if (!isWalSegmentName(name)) continue;
+    let f: { tli: number; segno: bigint };
+    try {
+      f = parseWalFileName(name, o.segSize);
+    } catch {
+      continue;
+    }
+    if (f.segno <= o.fromSegno || f.segno > current || (best && f.segno >= best.segno)) continue;
+    const first = timelineForLsn(o.serverHistory, o.serverTli, segmentStart(f.segno, o.segSize));
+    const last = timelineForLsn(o.serverHistory, o.serverTli, segmentStart(f.segno + 1n, o.segSize) - 1n);
+    if (f.tli !== first && f.tli !== last) continue;
+    best = { segno: f.segno, tli: first };
+  }
+  return best;
 }
 
 /** The application names listed in `synchronous_standby_names` (`a, b`, `FIRST 2 (a, "B")`, `ANY 1 (*)`, `2 (a, b)`). */

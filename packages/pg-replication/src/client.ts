@@ -3,7 +3,13 @@
  * over the replication commands. A walsender runs one command at a time; pg's Client queues
  * further calls until ReadyForQuery.
  */
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
+
+// pg is loaded when the first connection is made, not at import: commands that never connect
+// (get-wal, list-backups, recover) start faster and smaller without it.
+let pgModule: typeof pg | undefined;
+const loadPg = (): typeof pg => (pgModule ??= createRequire(import.meta.url)('pg') as typeof pg);
 import { ReplicationCommand, type CommandHooks, type ResultSet } from './command.js';
 import { toClientConfig, type ConnectOptions } from './conninfo.js';
 import { ReplicationError, SqlState, toReplicationError } from './errors.js';
@@ -75,7 +81,7 @@ export class ReplicationClient {
 
   /** Opens a physical replication connection. */
   static async connect(opts: ConnectOptions | string): Promise<ReplicationClient> {
-    const client = new pg.Client(toClientConfig(opts, true));
+    const client = new (loadPg().Client)(toClientConfig(opts, true));
     const rc = new ReplicationClient(client);
     const conn = (client as unknown as { connection: { on(ev: string, fn: (m: any) => void): void } }).connection;
     conn.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => rc.params.set(m.parameterName, m.parameterValue));

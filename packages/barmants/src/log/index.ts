@@ -4,7 +4,8 @@
 // The log file is reopened on demand (the daemon does it on SIGHUP), the way logrotate expects:
 // rename the file, send SIGHUP, and the next line starts a new file under the old name.
 
-import winston from 'winston';
+import { createRequire } from 'node:module';
+import type winston from 'winston';
 import { close as closeFd, open as openFd, write as writeFd } from 'node:fs';
 import { Writable } from 'node:stream';
 
@@ -103,16 +104,22 @@ function jsonReplacer(_key: string, value: unknown): unknown {
   return value;
 }
 
-const textFormat = winston.format.printf((info) => {
+function textLine(info: winston.Logform.TransformableInfo): string {
   const line = `${timestamp(new Date())} ${String(info.level).toUpperCase().padEnd(5)} ${tag(info)}${String(info.message)}${extras(info)}`;
   return redactSecrets(line);
-});
+}
 
-const jsonFormat = winston.format.printf((info) => {
+function jsonLine(info: winston.Logform.TransformableInfo): string {
   const record: Record<string, unknown> = { time: new Date().toISOString(), level: String(info.level).toUpperCase() };
   for (const [k, v] of Object.entries(info)) if (k !== 'level') record[k] = v;
   return redactSecrets(JSON.stringify(record, jsonReplacer));
-});
+}
+
+// winston (and its dozens of modules) is loaded when the first line at an enabled level is
+// logged: most commands (get-wal as restore_command, list-backups, check) log nothing at the
+// default level and start about 60 ms faster and 10 MB smaller without it.
+let winstonModule: typeof winston | undefined;
+const loadWinston = (): typeof winston => (winstonModule ??= createRequire(import.meta.url)('winston') as typeof winston);
 
 /** Queued like a line, so a reopen takes its place in the order of writes. */
 const REOPEN_MARK = Buffer.from('\n');
@@ -189,15 +196,25 @@ export class ReopenableFile extends Writable {
   }
 }
 
+/** What the loggers of one createLogger() share: the level, the destinations, winston once built. */
+interface Shared {
+  level: string;
+  files: ReopenableFile[];
+  build: () => winston.Logger;
+  base?: winston.Logger;
+  closed?: Promise<void>;
+}
+
 class ScopedLogger implements Logger {
   constructor(
-    private readonly base: winston.Logger,
     private readonly context: LogContext,
-    private readonly shared: { files: ReopenableFile[]; closed?: Promise<void> },
+    private readonly shared: Shared,
   ) {}
 
   private log(level: string, message: string, meta?: Record<string, unknown>): void {
-    this.base.log({ ...(meta ?? {}), ...this.context, level, message });
+    if (LEVELS[level]! > LEVELS[this.shared.level]!) return;
+    const base = (this.shared.base ??= this.shared.build());
+    base.log({ ...(meta ?? {}), ...this.context, level, message });
   }
 
   debug(message: string, meta?: Record<string, unknown>): void { this.log('debug', message, meta); }
@@ -207,7 +224,7 @@ class ScopedLogger implements Logger {
   critical(message: string, meta?: Record<string, unknown>): void { this.log('critical', message, meta); }
 
   child(context: LogContext): Logger {
-    return new ScopedLogger(this.base, { ...this.context, ...context }, this.shared);
+    return new ScopedLogger({ ...this.context, ...context }, this.shared);
   }
 
   reopen(): void {
@@ -215,18 +232,22 @@ class ScopedLogger implements Logger {
   }
 
   setLevel(level: string): void {
-    this.base.level = normaliseLevel(level);
+    this.shared.level = normaliseLevel(level);
+    if (this.shared.base) this.shared.base.level = this.shared.level;
   }
 
   close(): Promise<void> {
     if (this.shared.closed) return this.shared.closed;
     this.shared.closed = (async () => {
       // Every transport has taken its lines once it finishes; then the files are flushed and closed.
-      const finished = this.base.transports.map(
-        (t) => new Promise<void>((resolve) => ((t as unknown as { writableFinished?: boolean }).writableFinished ? resolve() : t.once('finish', () => resolve()))),
-      );
-      this.base.end();
-      await Promise.all(finished);
+      const base = this.shared.base;
+      if (base) {
+        const finished = base.transports.map(
+          (t) => new Promise<void>((resolve) => ((t as unknown as { writableFinished?: boolean }).writableFinished ? resolve() : t.once('finish', () => resolve()))),
+        );
+        base.end();
+        await Promise.all(finished);
+      }
       await Promise.all(
         this.shared.files.map(
           (f) =>
@@ -244,24 +265,24 @@ class ScopedLogger implements Logger {
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const level = normaliseLevel(opts.level);
-  const format = opts.json ? jsonFormat : textFormat;
-  const transports: winston.transport[] = [];
-  const files: ReopenableFile[] = [];
-  if (opts.console ?? true) {
-    // All levels to stderr: stdout belongs to command output that scripts parse.
-    transports.push(new winston.transports.Console({ format, stderrLevels: Object.keys(LEVELS) }));
-  }
-  if (opts.file) {
-    const file = new ReopenableFile(opts.file);
-    files.push(file);
-    transports.push(new winston.transports.Stream({ stream: file, format }));
-  }
-  if (opts.stream) {
-    transports.push(new winston.transports.Stream({ stream: opts.stream, format }));
-  }
-  const base = winston.createLogger({ levels: LEVELS, level, transports, exitOnError: false, silent: transports.length === 0 });
-  return new ScopedLogger(base, {}, { files });
+  const files: ReopenableFile[] = opts.file ? [new ReopenableFile(opts.file)] : [];
+  const shared: Shared = {
+    level: normaliseLevel(opts.level),
+    files,
+    build: () => {
+      const w = loadWinston();
+      const format = w.format.printf(opts.json ? jsonLine : textLine);
+      const transports: winston.transport[] = [];
+      if (opts.console ?? true) {
+        // All levels to stderr: stdout belongs to command output that scripts parse.
+        transports.push(new w.transports.Console({ format, stderrLevels: Object.keys(LEVELS) }));
+      }
+      for (const file of files) transports.push(new w.transports.Stream({ stream: file, format }));
+      if (opts.stream) transports.push(new w.transports.Stream({ stream: opts.stream, format }));
+      return w.createLogger({ levels: LEVELS, level: shared.level, transports, exitOnError: false, silent: transports.length === 0 });
+    },
+  };
+  return new ScopedLogger({}, shared);
 }
 
 /** A logger that drops everything: for tests and for library use without a CLI. */

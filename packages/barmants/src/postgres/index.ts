@@ -4,7 +4,13 @@
  * server's passfile option and set application_name, and turn failures into BarmantsErrors that
  * say what to check.
  */
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
+
+// pg is loaded when the first connection is made, not at import: commands that never connect
+// (get-wal, list-backups, recover) start faster and smaller without it.
+let pgModule: typeof pg | undefined;
+const loadPg = (): typeof pg => (pgModule ??= createRequire(import.meta.url)('pg') as typeof pg);
 import { ReplicationClient, ReplicationError, toClientConfig, type Lsn, parseLsn } from 'pg-replication';
 import type { ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';
@@ -52,7 +58,7 @@ export class SqlSession {
     const cfg = toClientConfig({ connectionString: server.conninfo ?? '', passfile: server.passfile ?? undefined, applicationName: appName(server, role) }, false);
     // PGREPLICATION must not turn this into a walsender (PROTOCOL.md pitfall 8).
     delete (cfg as { replication?: unknown }).replication;
-    const client = new pg.Client(cfg);
+    const client = new (loadPg().Client)(cfg);
     client.on('error', () => undefined);
     try {
       await client.connect();

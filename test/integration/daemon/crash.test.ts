@@ -7,10 +7,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useCluster } from '../../harness/index.js';
-import { waitFor, writeTestConfig, type TestConfig } from '../../helpers/config.js';
+import { waitFor, type TestConfig } from '../../helpers/config.js';
 import type { Catalog } from '../../../packages/barmants/src/catalog/index.js';
 import { writeAndSwitch } from '../wal/helpers.js';
-import { openCatalog, scrape, startDaemon, stopDaemon, twoVersions, type DaemonRun } from './helpers.js';
+import { openCatalog, scrape, startDaemon, stopDaemon, twoVersions, writeDaemonConfig, type DaemonRun } from './helpers.js';
 
 const version = twoVersions()[1];
 const GRACE_SEC = 3;
@@ -22,17 +22,12 @@ describe(`SIGKILL of the daemon during a scheduled backup (PostgreSQL ${version}
   const daemons: DaemonRun[] = [];
 
   before(async () => {
-    cfg = await writeTestConfig(cluster(), {
-      options: {
-        streaming_archiver: 'on',
-        slot_name: 'barmants',
-        create_slot: 'auto',
-        backup_schedule: '*/3 * * * * *',
-        // ~25 MB at 8 MB/s: each backup lasts a few seconds, long enough to be caught running.
-        bandwidth_limit: 8000,
-        shutdown_grace_period: `${GRACE_SEC} seconds`,
-      },
-      global: { maintenance_interval: '2 seconds', metrics_listen: '127.0.0.1:0' },
+    cfg = await writeDaemonConfig(cluster(), {
+      schedule: '*/3 * * * * *',
+      graceSec: GRACE_SEC,
+      // ~25 MB at 8 MB/s: each backup lasts a few seconds, long enough to be caught running.
+      options: { bandwidth_limit: 8000 },
+      global: { metrics_listen: '127.0.0.1:0' },
     });
   });
   after(async () => {

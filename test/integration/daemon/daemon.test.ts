@@ -9,9 +9,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { generateLoad, switchWal, useCluster, versionsUnderTest } from '../../harness/index.js';
-import { writeTestConfig, waitFor, type TestConfig } from '../../helpers/config.js';
+import { waitFor, type TestConfig } from '../../helpers/config.js';
 import { compareWithServer, startCli, type WalEnv } from '../wal/helpers.js';
-import { openCatalog } from './helpers.js';
+import { openCatalog, writeDaemonConfig } from './helpers.js';
 import { Catalog } from '../../../packages/barmants/src/catalog/index.js';
 import { loadConfig } from '../../../packages/barmants/src/config/index.js';
 import { parseWalFileName } from 'pg-replication';
@@ -28,17 +28,10 @@ describe(`barmants daemon on PostgreSQL ${version}`, () => {
   let env: WalEnv;
 
   before(async () => {
-    cfg = await writeTestConfig(cluster(), {
-      options: {
-        streaming_archiver: 'on',
-        slot_name: 'barmants',
-        create_slot: 'auto',
-        compression: 'gzip',
-        backup_schedule: '*/5 * * * * *',
-        retention_policy: 'REDUNDANCY 2',
-        shutdown_grace_period: `${GRACE_SEC} seconds`,
-      },
-      global: { maintenance_interval: '2 seconds' },
+    cfg = await writeDaemonConfig(cluster(), {
+      schedule: '*/5 * * * * *',
+      graceSec: GRACE_SEC,
+      options: { compression: 'gzip', retention_policy: 'REDUNDANCY 2' },
     });
     const config = loadConfig({ path: cfg.path });
     layout = new ServerLayout(cfg.home, 'pg', config.servers.get('pg')!.backupDirectory);

@@ -1,8 +1,9 @@
-// Helpers for the daemon tests: the built CLI's `daemon` as a child process (as systemd runs it),
-// its metrics endpoint read through a real Prometheus parser, the catalog opened read-only beside
-// it, and the two PostgreSQL majors the multi-server tests use.
+// Helpers for the daemon tests: a configuration for one scheduled server, the built CLI's `daemon`
+// as a child process (as systemd runs it), its metrics endpoint read through a real Prometheus
+// parser, the catalog opened read-only beside it, and the two PostgreSQL majors the multi-server
+// tests use.
 import { versionsUnderTest, type Cluster, type PgMajor } from '../../harness/index.js';
-import { waitFor } from '../../helpers/config.js';
+import { waitFor, writeTestConfig, type TestConfig } from '../../helpers/config.js';
 import { Catalog, CatalogError } from '../../../packages/barmants/src/catalog/index.js';
 import { catalogPath } from '../../../packages/barmants/src/repository/index.js';
 import { Scrape } from '../../unit/daemon/prometheus.js';
@@ -17,6 +18,28 @@ export function twoVersions(): [PgMajor, PgMajor] {
   const rest = vs.filter((v) => v !== a);
   const b = rest.includes(17) ? 17 : (rest[rest.length - 1] ?? a);
   return [a, b];
+}
+
+/**
+ * `barmants.conf` for a daemon serving `cluster` alone: the streaming receiver on its own slot,
+ * backups on `schedule` (cron, with seconds), the maintenance loop every 2 seconds and `graceSec`
+ * of shutdown grace. `options` (server section) and `global` add to it or override it.
+ */
+export function writeDaemonConfig(
+  cluster: Cluster,
+  o: { schedule: string; graceSec: number; options?: Record<string, string | number>; global?: Record<string, string> },
+): Promise<TestConfig> {
+  return writeTestConfig(cluster, {
+    options: {
+      streaming_archiver: 'on',
+      slot_name: 'barmants',
+      create_slot: 'auto',
+      backup_schedule: o.schedule,
+      shutdown_grace_period: `${o.graceSec} seconds`,
+      ...o.options,
+    },
+    global: { maintenance_interval: '2 seconds', ...o.global },
+  });
 }
 
 export interface DaemonRun {

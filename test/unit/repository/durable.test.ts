@@ -1,11 +1,12 @@
 // Durable writes and the repository layout: no tmp left behind, modes 0600/0700, atomic replace.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile, chmod, mkdir } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile, chmod, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  DurableWriter, ServerLayout, catalogPath, linkDurable, makeTreeDurable, removeDurable, renameDurable, syncfsReportsErrors, writeFileDurable,
+  DurableWriter, ServerLayout, TmpFile, catalogPath, linkDurable, makeTreeDurable, removeDurable, renameDurable, syncfsReportsErrors, writeAll,
+  writeAllSync, writeFileDurable,
 } from '../../../packages/barmants/src/repository/index.js';
 
 let dir: string;
@@ -52,6 +53,48 @@ describe('DurableWriter', () => {
     await removeDurable(join(dir, 'd3'));
     await removeDurable(join(dir, 'd3')); // missing is fine
     assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('d')), []);
+  });
+});
+
+describe('TmpFile', () => {
+  test('commit: file in place, 0600 over a leftover tmp, no tmp, byte count', async () => {
+    const p = join(dir, 't1');
+    await writeFile(p + '.tmp', 'garbage from a crash, much longer than the new content');
+    await chmod(p + '.tmp', 0o644);
+    const f = TmpFile.open(p);
+    f.write(Buffer.from('hello '));
+    f.write(Buffer.from('world'));
+    assert.equal(f.bytesWritten, 11);
+    assert.equal(f.commit({ sync: true }), 11);
+    assert.equal(f.isOpen, false);
+    assert.equal(await readFile(p, 'utf8'), 'hello world');
+    assert.equal((await stat(p)).mode & 0o777, 0o600);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
+    assert.throws(() => f.write(Buffer.from('x')), /already closed/);
+  });
+  test('abort: nothing left, previous version untouched, twice is fine', async () => {
+    const p = join(dir, 't2');
+    await writeFileDurable(p, 'v1');
+    const f = TmpFile.open(p);
+    f.write(Buffer.from('partial'));
+    f.abort();
+    f.abort();
+    assert.equal(await readFile(p, 'utf8'), 'v1');
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
+  });
+  test('writeAll and writeAllSync: at a position, or at the file offset', async () => {
+    const p = join(dir, 't3');
+    const fh = await open(p, 'w+');
+    try {
+      await writeAll(fh, Buffer.from('abc'));
+      await writeAll(fh, Buffer.from('def'));
+      await writeAll(fh, Buffer.from('XY'), 1);
+      writeAllSync(fh.fd, Buffer.from('Z'), 5);
+      writeAllSync(fh.fd, Buffer.from('gh'));
+    } finally {
+      await fh.close();
+    }
+    assert.equal(await readFile(p, 'utf8'), 'aXYdeZgh');
   });
 });
 

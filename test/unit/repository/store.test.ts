@@ -1,12 +1,14 @@
-// The store worker pool: parallel jobs, reuse by hard link, hashing, streaming with bounded memory.
+// The store worker pool (parallel jobs, reuse by hard link, hashing, packed small files, parallel
+// frames) and the synchronous writers of storing.ts.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { CODECS, StoreWorkerPool, codecSuffix } from '../../../packages/barmants/src/repository/index.js';
+import { CODECS, PlainFileWriter, StoreWorkerPool, codecSuffix } from '../../../packages/barmants/src/repository/index.js';
+import { storeSmall } from '../../../packages/barmants/src/repository/storing.js';
 import { isBarmantsError as isBarmants } from '../../../packages/barmants/src/errors/index.js';
 
 let dir: string;
@@ -79,41 +81,6 @@ describe('StoreWorkerPool', () => {
     assert.equal((await pool.storeFile({ source: [Buffer.from('ok')], dest: join(dir, 'ok'), codec: 'none' })).size, 2);
   });
 
-  test('stream store: abort leaves nothing', async () => {
-    const s = await pool.openStoreStream(join(dir, 'aborted.lz4'), 'lz4');
-    await s.write(randomBytes(3 << 20));
-    await s.abort();
-    const names = await readdir(dir);
-    assert.equal(names.includes('aborted.lz4'), false);
-    assert.equal(names.includes('aborted.lz4.tmp'), false);
-  });
-
-  test('stream store of 50 MB keeps memory bounded', async () => {
-    const codec = 'zstd';
-    const s = await pool.openStoreStream(join(dir, `big${codecSuffix(codec)}`), codec, undefined, { maxInFlightBytes: 4 << 20 });
-    const chunk = Buffer.alloc(256 * 1024);
-    const hash = createHash('sha256');
-    const rss0 = process.memoryUsage().rss;
-    let peak = rss0;
-    let peakInFlight = 0;
-    for (let i = 0; i < 200; i++) {
-      // Distinct content per chunk so the compressor has real work to do.
-      chunk.write(`chunk ${i} `.repeat(1000), 0);
-      randomBytes(64 * 1024).copy(chunk, 128 * 1024);
-      hash.update(chunk);
-      await s.write(chunk);
-      peakInFlight = Math.max(peakInFlight, s.bytesInFlight);
-      peak = Math.max(peak, process.memoryUsage().rss);
-    }
-    const r = await s.finish();
-    assert.equal(r.size, 200 * 256 * 1024);
-    assert.equal(r.checksum, hash.digest('hex'));
-    assert.ok(peakInFlight <= 4 << 20);
-    console.log(`# stream store 50 MB ${codec}: rss growth ${((peak - rss0) / 1048576).toFixed(1)} MB, peak in flight ${(peakInFlight / 1048576).toFixed(2)} MB, stored ${(r.storedSize / 1048576).toFixed(1)} MB`);
-    const { checksum, size, storedSize } = r;
-    assert.deepEqual(await pool.hashFile(join(dir, `big${codecSuffix(codec)}`), codec), { checksum, size, storedSize });
-  });
-
   test('packed small files: every codec, manifest CRC32C, shared slabs reused', async () => {
     const { createFileChecksum } = await import('../../../packages/pg-replication/src/checksum.js');
     let batches = 0;
@@ -178,5 +145,46 @@ describe('StoreWorkerPool', () => {
         assert.deepEqual(back, { checksum: sha(body), size: body.length, storedSize: r.storedSize }, `${codec} ${name}`);
       }
     }
+  });
+});
+
+describe('synchronous writers', () => {
+  test('PlainFileWriter: hashed as written, renamed on finish, nothing left on abort', async () => {
+    const { createFileChecksum } = await import('../../../packages/pg-replication/src/checksum.js');
+    const body = randomBytes(300_000);
+    const dest = join(dir, 'plain');
+    const w = new PlainFileWriter(dest, 'CRC32C');
+    for (let off = 0; off < body.length; off += 65536) {
+      const piece = Buffer.from(body.subarray(off, off + 65536));
+      w.write(piece);
+      piece.fill(0); // the caller's buffer may be reused as soon as write returns
+    }
+    const r = w.finish();
+    const crc = createFileChecksum('CRC32C');
+    crc.update(body);
+    assert.deepEqual(r, { checksum: sha(body), size: body.length, storedSize: body.length, reused: false, manifestChecksum: crc.digest() });
+    assert.equal((await readFile(dest)).equals(body), true);
+    assert.equal((await stat(dest)).mode & 0o777, 0o600);
+
+    const aborted = new PlainFileWriter(join(dir, 'plain-aborted'));
+    aborted.write(body);
+    aborted.abort();
+    const names = await readdir(dir);
+    assert.equal(names.some((n) => n.startsWith('plain-aborted')), false);
+  });
+
+  test('storeSmall: one compressed write, 0600 over a leftover tmp, no tmp left', async () => {
+    const body = Buffer.from('small file '.repeat(500));
+    const dest = join(dir, 'small.gz');
+    await writeFile(dest + '.tmp', 'left by a crash');
+    await chmod(dest + '.tmp', 0o644);
+    const r = storeSmall([body.subarray(0, 100), body.subarray(100)], dest, { codec: 'gzip', manifestChecksum: 'NONE' });
+    assert.equal(r.checksum, sha(body));
+    assert.equal(r.size, body.length);
+    assert.equal(r.storedSize, (await stat(dest)).size);
+    assert.equal(r.manifestChecksum, undefined);
+    assert.equal(gunzipSync(await readFile(dest)).equals(body), true);
+    assert.equal((await stat(dest)).mode & 0o777, 0o600);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('small')), ['small.gz']);
   });
 });

@@ -3,7 +3,7 @@
  * write (O_EXCL|O_NOFOLLOW: never through a planted symlink). Plain data in, plain data out, so
  * that the store workers can run it (recovery uses both cores) as well as the main thread.
  */
-import { closeSync, constants, futimesSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, futimesSync, openSync, readFileSync, readSync } from 'node:fs';
 import { chmod, lstat, open, rm, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BarmantsError } from '../errors/index.js';
 import { CODECS, codecSuffix, createDecompressor, decompressWhole, zstdDecompressSync, type Codec } from '../repository/codec.js';
+import { writeAll, writeAllSync } from '../repository/durable.js';
 import type { FileEntry } from '../backup/info.js';
 
 type BackupMember = FileEntry;
@@ -127,8 +128,7 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
       for await (const chunk of source) {
         hash.update(chunk);
         size += chunk.length;
-        let off = 0;
-        while (off < chunk.length) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
+        await writeAll(out, chunk);
         onBytes(chunk.length);
       }
     };
@@ -196,8 +196,7 @@ function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: 
     throw ioError(`cannot create ${target}`, e);
   }
   try {
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    writeAllSync(fd, data);
     if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
   } catch (e) {
     throw ioError(`cannot restore ${describeMember(m)} into ${target}`, e);
@@ -234,8 +233,7 @@ export function decodeFileSync(
   const write = (piece: Buffer): void => {
     if (o.limit !== null && size + piece.length > o.limit) throw o.tooLong();
     hash.update(piece);
-    let off = 0;
-    while (off < piece.length) off += writeSync(fd, piece, off, piece.length - off, size + off);
+    writeAllSync(fd, piece, size);
     size += piece.length;
     o.onBytes?.(piece.length);
   };

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { walFileName, historyFileName } from 'pg-replication';
 import type { Catalog } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
-import { createDecompressor, isCodec, type Codec, type ServerLayout } from '../repository/index.js';
+import { createDecompressor, isCodec, writeAll, type Codec, type ServerLayout } from '../repository/index.js';
 import type { RecoveryPlan } from './plan.js';
 import { decodeFileSync } from './restore-file.js';
 
@@ -110,10 +110,7 @@ export async function copyWalFiles(files: readonly WalFileToCopy[], walDir: stri
         const out = await open(join(walDir, f.name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
         try {
           bytes += await streamWalFile(f, async (source) => {
-            for await (const chunk of source) {
-              let off = 0;
-              while (off < chunk.length) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
-            }
+            for await (const chunk of source) await writeAll(out, chunk);
           });
         } finally {
           await out.close();

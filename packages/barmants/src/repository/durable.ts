@@ -1,7 +1,8 @@
 // Crash-safe file writes: write `name.tmp`, fsync it, rename it into place, fsync the directory.
 // After any of these functions resolves, the result survives a power loss; before, a crash leaves
-// at most a `*.tmp` file behind, never a truncated file under the final name.
-import { constants } from 'node:fs';
+// at most a `*.tmp` file behind, never a truncated file under the final name. (TmpFile, the
+// synchronous writer, and `sync: false` commits leave the fsyncs to a later batch or syncTree.)
+import { closeSync, constants, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { release as osRelease } from 'node:os';
@@ -66,13 +67,8 @@ export class DurableWriter {
   }
 
   async write(buf: Uint8Array): Promise<void> {
-    const fh = this.handle();
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await fh.write(buf, off, buf.length - off, this.position);
-      off += bytesWritten;
-      this.position += bytesWritten;
-    }
+    await writeAll(this.handle(), buf, this.position);
+    this.position += buf.length;
   }
 
   /**
@@ -111,6 +107,101 @@ export class DurableWriter {
     if (this.done || !this.fh) throw new Error(`durable writer for ${this.path} is already closed`);
     return this.fh;
   }
+}
+
+/**
+ * The synchronous twin of DurableWriter, for the paths that write many files in a tight loop (the
+ * store workers, an uncompressed backup's members): there, a thread-pool hop per open, write,
+ * close and rename cost more than the syscalls. Bytes go to `<path>.tmp`; `commit()` renames them
+ * into place; `abort()` leaves nothing behind. Unlike DurableWriter, commit never fsyncs the
+ * directory: these callers sync it once for a batch of files, or sync the whole tree at the end.
+ */
+export class TmpFile {
+  readonly tmpPath: string;
+  private fd: number | null;
+  private position = 0;
+
+  private constructor(readonly path: string, fd: number) {
+    this.tmpPath = path + TMP_SUFFIX;
+    this.fd = fd;
+  }
+
+  /** Opens (truncating) `<path>.tmp`, with `mode` even over a leftover tmp from a crashed run. */
+  static open(path: string, mode = 0o600): TmpFile {
+    const fd = openSync(path + TMP_SUFFIX, 'w', mode);
+    try {
+      fchmodSync(fd, mode);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    return new TmpFile(path, fd);
+  }
+
+  get bytesWritten(): number {
+    return this.position;
+  }
+
+  /** False once committed or aborted. */
+  get isOpen(): boolean {
+    return this.fd !== null;
+  }
+
+  /** Appends `buf`. On failure the caller aborts (see abort). */
+  write(buf: Uint8Array): void {
+    writeAllSync(this.handle(), buf, this.position);
+    this.position += buf.length;
+  }
+
+  /**
+   * Closes (after an fsync when `sync`) and renames into place; returns the number of bytes
+   * written. The directory's fsync, and with `sync: false` the file's, are the caller's.
+   */
+  commit(opts: { sync: boolean }): number {
+    const fd = this.handle();
+    this.fd = null;
+    try {
+      if (opts.sync) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(this.tmpPath, this.path);
+    return this.position;
+  }
+
+  /** Closes and removes the tmp file. Safe to call after a failed commit, or twice. */
+  abort(): void {
+    const fd = this.fd;
+    this.fd = null;
+    if (fd !== null) {
+      try {
+        closeSync(fd);
+      } catch {
+        // the tmp file goes anyway
+      }
+    }
+    rmSync(this.tmpPath, { force: true });
+  }
+
+  private handle(): number {
+    if (this.fd === null) throw new Error(`tmp file for ${this.path} is already closed`);
+    return this.fd;
+  }
+}
+
+/**
+ * Writes all of `buf` at `position` (at the file's offset when null): write(2) may write less than
+ * it was given (a signal, a full pipe, a file system's own limit), and the rest must follow.
+ */
+export async function writeAll(fh: FileHandle, buf: Uint8Array, position: number | null = null): Promise<void> {
+  for (let off = 0; off < buf.length; ) {
+    off += (await fh.write(buf, off, buf.length - off, position === null ? null : position + off)).bytesWritten;
+  }
+}
+
+/** writeAll with synchronous syscalls, on a file descriptor. */
+export function writeAllSync(fd: number, buf: Uint8Array, position: number | null = null): void {
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off, position === null ? null : position + off);
 }
 
 /** Removes a file and makes the removal durable. A missing file is not an error. */

@@ -3,7 +3,8 @@
 // recovery) import only from here.
 export { ServerLayout, catalogPath, locksDir, ensureDir, type LockPurpose } from './layout.js';
 export {
-  fsyncDir, writeFileDurable, DurableWriter, removeDurable, renameDurable, linkDurable, syncTree, makeTreeDurable, syncfsReportsErrors, TMP_SUFFIX,
+  fsyncDir, writeFileDurable, DurableWriter, TmpFile, writeAll, writeAllSync, removeDurable, renameDurable, linkDurable, syncTree, makeTreeDurable,
+  syncfsReportsErrors, TMP_SUFFIX,
 } from './durable.js';
 export {
   type Codec, CODECS, isCodec, codecSuffix, codecFromFileName, stripCodecSuffix, createCompressor,
@@ -11,10 +12,10 @@ export {
 } from './codec.js';
 export { sha256File, sha256Stream, sha256Buffers, Sha256Stream, type ContentDigest } from './checksum.js';
 export {
-  StoreWorkerPool, StoreStream, openStoreStream, hashFile, defaultStorePool, DEFAULT_STREAM_IN_FLIGHT, TRANSFER_BUFFER, FilePacker,
+  StoreWorkerPool, hashFile, defaultStorePool, TRANSFER_BUFFER, FilePacker,
   type StoredFile, type StoredDigest, type StoreFileJob, type ReuseCandidate,
 } from './store.js';
-export { storeChunks, storeFile, storePlain, hashStoredFile, PlainFileWriter } from './storing.js';
+export { storeChunks, storeFile, hashStoredFile, PlainFileWriter } from './storing.js';
 export {
   acquireLock, readLockOwner, ownerAlive, processStartTime, type Lock, type LockOwner, type AcquireOptions,
 } from './lock.js';

@@ -1,12 +1,12 @@
 // Entry point of a store worker thread (see store.ts). Runs one task at a time: a whole-file
-// store, a hash of a stored file, or a streaming store fed chunk by chunk from the main thread,
-// acknowledging each chunk when it is pulled so the main thread can bound the bytes in flight.
+// store, a batch of small files packed in a shared slab, one compressed frame of a large file,
+// a hash of a stored file, or the restore of members (recovery).
 import { parentPort } from 'node:worker_threads';
 import type { Codec } from './codec.js';
 import type { PackedFile } from './store.js';
 import { restoreFile, type RestoreFileJob } from '../recovery/restore-file.js';
 import { BarmantsError, type ErrorKind } from '../errors/index.js';
-import { hashStoredFile, storeFile, storeFramed, storeSmall, type StoreFileJob, type StoreSpec } from './storing.js';
+import { hashStoredFile, storeFile, storeSmall, type StoreFileJob, type StoreSpec } from './storing.js';
 import { dirname } from 'node:path';
 import { compressWhole } from './codec.js';
 import { fsyncDir } from './durable.js';
@@ -19,68 +19,16 @@ export type WorkerRequest =
   | { id: number; type: 'store'; job: StoreFileJob }
   | { id: number; type: 'storePacked'; slab: number; sab?: SharedArrayBuffer; files: PackedFile[]; spec: StoreSpec }
   | { id: number; type: 'hash'; path: string; codec: Codec }
-  | { id: number; type: 'streamOpen'; dest: string; spec: StoreSpec }
-  | { id: number; type: 'streamChunk'; buf: ArrayBuffer; len: number }
-  | { id: number; type: 'streamEnd' }
-  | { id: number; type: 'streamAbort' }
   | { id: number; type: 'restore'; jobs: RestoreFileJob[] }
   | { id: number; type: 'compressFrame'; slab: number; sab?: SharedArrayBuffer; len: number; codec: Codec; level?: number }
   | { id: number; type: 'ping' };
 
 export type WorkerReply =
   | { id: number; type: 'done'; result: unknown }
-  | { id: number; type: 'failed'; error: { message: string; code?: string; name: string; stack?: string; kind?: ErrorKind; hint?: string } }
-  /** a chunk consumed; its transfer buffer comes back with it */
-  | { id: number; type: 'ack'; bytes: number; buf?: ArrayBuffer };
+  | { id: number; type: 'failed'; error: { message: string; code?: string; name: string; stack?: string; kind?: ErrorKind; hint?: string } };
 
 const port = parentPort;
 if (!port) throw new Error('store-worker.ts must run in a worker thread');
-
-const ABORTED = new Error('stream store aborted');
-
-type Chunk = { buf: ArrayBuffer; len: number };
-
-/**
- * Chunks posted by the main thread, as an async iterable that pulls one at a time. Pulling the
- * next chunk means the previous one is done with: its buffer goes back to the main thread (and
- * its bytes no longer count as in flight).
- */
-class ChunkFeed implements AsyncIterable<Uint8Array> {
-  private queue: Array<Chunk | null | Error> = [];
-  private wake: (() => void) | null = null;
-
-  constructor(private readonly id: number) {}
-
-  put(item: Chunk | null | Error): void {
-    this.queue.push(item);
-    this.wake?.();
-    this.wake = null;
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    let previous: Chunk | null = null;
-    const giveBack = () => {
-      if (!previous) return;
-      port!.postMessage({ id: this.id, type: 'ack', bytes: previous.len, buf: previous.buf } satisfies WorkerReply, [previous.buf]);
-      previous = null;
-    };
-    try {
-      for (;;) {
-        while (this.queue.length === 0) await new Promise<void>((r) => (this.wake = r));
-        giveBack();
-        const item = this.queue.shift()!;
-        if (item === null) return;
-        if (item instanceof Error) throw item;
-        previous = item;
-        yield new Uint8Array(item.buf, 0, item.len);
-      }
-    } finally {
-      giveBack();
-    }
-  }
-}
-
-let feed: ChunkFeed | null = null;
 
 /** The shared slabs the main thread has sent, by number (see Slab in store.ts). */
 const slabs: Uint8Array[] = [];
@@ -92,14 +40,12 @@ function slabOf(msg: { slab: number; sab?: SharedArrayBuffer }): Uint8Array {
   return s;
 }
 
-function reply(id: number, work: Promise<unknown>, before?: () => void): void {
+function reply(id: number, work: Promise<unknown>): void {
   work.then(
     (result) => {
-      before?.();
       port!.postMessage({ id, type: 'done', result } satisfies WorkerReply);
     },
     (err: unknown) => {
-      before?.();
       const e = err instanceof Error ? err : new Error(String(err));
       const code = (e as NodeJS.ErrnoException).code;
       const kind = e instanceof BarmantsError ? { kind: e.kind, hint: e.hint } : {};
@@ -147,25 +93,8 @@ port.on('message', (msg: WorkerRequest) => {
     case 'hash':
       reply(msg.id, hashStoredFile(msg.path, msg.codec));
       break;
-    case 'streamOpen': {
-      const f = new ChunkFeed(msg.id);
-      feed = f;
-      reply(msg.id, storeFramed(f, msg.dest, msg.spec).finally(() => {
-        if (feed === f) feed = null;
-      }));
-      break;
-    }
-    case 'streamChunk':
-      feed?.put({ buf: msg.buf, len: msg.len });
-      break;
-    case 'streamEnd':
-      feed?.put(null);
-      break;
     case 'ping':
       reply(msg.id, Promise.resolve(null));
-      break;
-    case 'streamAbort':
-      feed?.put(ABORTED);
       break;
   }
 });

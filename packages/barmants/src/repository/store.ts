@@ -5,16 +5,14 @@
 // The worker script is `store-worker.js` next to this module when running from `dist/`; under tsx
 // (running `src/*.ts` directly) it is the `.ts` sibling, loaded through tsx's register() because
 // Node 20 workers do not inherit the parent's --import loaders.
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { createFileChecksum, type FileChecksum } from 'pg-replication/checksum';
-import { TMP_SUFFIX } from './durable.js';
+import { existsSync } from 'node:fs';
+import { TmpFile } from './durable.js';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { BarmantsError, type ErrorKind } from '../errors/index.js';
 import type { Codec } from './codec.js';
-import type { StoredFile, StoreFileJob, StoreSpec } from './storing.js';
+import { ContentSums, type StoredFile, type StoreFileJob, type StoreSpec } from './storing.js';
 import type { WorkerReply, WorkerRequest } from './store-worker.js';
 import type { RestoreFileJob } from '../recovery/restore-file.js';
 
@@ -28,16 +26,12 @@ export interface StoredDigest {
   manifestChecksum?: string;
 }
 
-
-/** Default bound on the bytes a StoreStream has posted to its worker and not yet seen consumed. */
-export const DEFAULT_STREAM_IN_FLIGHT = 8 << 20;
 /**
- * Size of the buffers that carry file content to the workers. They are transferred (not cloned)
- * to a worker and transferred back when it is done with them, then reused: fresh 1 MiB
- * allocations cost page faults on every use, which showed up as a large share of a backup's CPU.
+ * Size of the shared slabs that carry file content to the workers (see Slab). They are allocated
+ * once and reused: fresh 1 MiB allocations cost page faults on every use, which showed up as a
+ * large share of a backup's CPU.
  */
 export const TRANSFER_BUFFER = 1 << 20;
-const KEEP_FREE_BUFFERS = 32;
 
 /** A small file packed into a transfer buffer with others. */
 export interface PackedFile {
@@ -103,17 +97,11 @@ export class StoreWorkerPool {
   private readonly waiting: Grant[] = [];
   private nextId = 1;
   private closed = false;
-  private readonly freeBuffers: ArrayBuffer[] = [];
   private readonly slabs: SharedArrayBuffer[] = [];
   private readonly freeSlabs: Slab[] = [];
 
   constructor(size = availableParallelism()) {
     this.size = Math.max(1, Math.floor(size));
-  }
-
-  /** A transfer buffer of TRANSFER_BUFFER bytes, reused when a worker has handed one back. */
-  takeBuffer(): ArrayBuffer {
-    return this.freeBuffers.pop() ?? new ArrayBuffer(TRANSFER_BUFFER);
   }
 
   /** A free shared slab (allocated once, reused for the pool's lifetime). */
@@ -135,19 +123,9 @@ export class StoreWorkerPool {
     return this.slabs.length;
   }
 
-  /** transfer buffers back from the workers, ready for reuse */
-  get freeBufferCount(): number {
-    return this.freeBuffers.length;
-  }
-
-  /** @internal a buffer back from a worker */
-  giveBack(buf: ArrayBuffer | undefined): void {
-    if (buf && buf.byteLength === TRANSFER_BUFFER && this.freeBuffers.length < KEEP_FREE_BUFFERS) this.freeBuffers.push(buf);
-  }
-
   /**
-   * Stores many small files packed in one transfer buffer (which is handed over and comes back
-   * to the pool): per-file messaging dominates when a cluster has thousands of 8 KiB files.
+   * Stores many small files packed in one shared slab: per-file messaging dominates when a
+   * cluster has thousands of 8 KiB files.
    */
   storePacked(slab: Slab, files: PackedFile[], spec: StoreSpec): Promise<StoredFile[]> {
     return this.run({ type: 'storePacked', slab: slab.index, files, spec }, `cannot store ${files.length} files`) as Promise<StoredFile[]>;
@@ -196,38 +174,6 @@ export class StoreWorkerPool {
     return this.run({ type: 'hash', path, codec }, `cannot read ${path}`) as Promise<StoredDigest>;
   }
 
-  /**
-   * Opens a streaming store of `dest`: resolves once a worker is free (this is the pool's
-   * backpressure), then holds that worker until finish() or abort().
-   */
-  async openStoreStream(
-    dest: string,
-    codec: Codec,
-    level?: number,
-    opts: { maxInFlightBytes?: number; sync?: boolean; manifestChecksum?: StoreSpec['manifestChecksum'] } = {},
-  ): Promise<StoreStream> {
-    const slot = await this.acquire();
-    const id = this.nextId++;
-    const stream = new StoreStream(dest, opts.maxInFlightBytes ?? DEFAULT_STREAM_IN_FLIGHT, id, this, (msg, transfer) =>
-      slot.worker.postMessage(msg, transfer ?? []),
-    );
-    slot.onReply = (r) => {
-      if (r.id !== id) return;
-      if (r.type === 'ack') {
-        this.giveBack(r.buf);
-        return stream.acked(r.bytes);
-      }
-      this.releaseSlot(slot);
-      if (r.type === 'done') stream.settle(null, r.result as StoredDigest);
-      else stream.settle(reviveError(r.error, `cannot store ${dest}`), null);
-    };
-    slot.onCrash = (err) => stream.settle(new BarmantsError('io', `cannot store ${dest}: store worker died`, { cause: err }), null);
-    const spec: StoreSpec = { codec, sync: opts.sync ?? true, ...(level !== undefined ? { level } : {}), ...(opts.manifestChecksum ? { manifestChecksum: opts.manifestChecksum } : {}) };
-    const open: WorkerRequest = { id, type: 'streamOpen', dest, spec };
-    slot.worker.postMessage(open);
-    return stream;
-  }
-
   /** Starts every worker now rather than on first use (their start-up is then off the clock). */
   async warm(): Promise<void> {
     const slots: Slot[] = [];
@@ -261,7 +207,6 @@ export class StoreWorkerPool {
           const id = this.nextId++;
           slot.onReply = (r) => {
             if (r.id !== id) return;
-            if (r.type === 'ack') return this.giveBack(r.buf);
             this.releaseSlot(slot);
             if (r.type === 'done') resolve(r.result);
             else reject(reviveError(r.error, what));
@@ -326,118 +271,6 @@ export class StoreWorkerPool {
     });
     this.slots.push(slot);
     return slot;
-  }
-}
-
-/**
- * One file being stored from a stream of chunks (a tar entry of up to 1 GB). Chunks are copied
- * into the pool's transfer buffers, which are handed to the worker when full and come back when
- * it is done with them. `push()` says whether the worker holds fewer than `maxInFlightBytes`
- * unconsumed bytes; `write()` waits until it does, so memory stays bounded whatever the
- * producer's speed. The caller may reuse its chunks as soon as either returns.
- */
-export class StoreStream {
-  private inFlight = 0;
-  private waiters: Array<() => void> = [];
-  private failure: Error | null = null;
-  private result: StoredDigest | null = null;
-  private settled: Promise<StoredDigest>;
-  private resolveSettled!: (r: StoredDigest) => void;
-  private rejectSettled!: (e: Error) => void;
-  private ended = false;
-  private buf: ArrayBuffer | null = null;
-  private used = 0;
-
-  /** @internal constructed by StoreWorkerPool.openStoreStream */
-  constructor(
-    readonly dest: string,
-    private readonly maxInFlight: number,
-    private readonly id: number,
-    private readonly pool: StoreWorkerPool,
-    private readonly post: (msg: WorkerRequest, transfer?: ArrayBuffer[]) => void,
-  ) {
-    this.settled = new Promise((res, rej) => {
-      this.resolveSettled = res;
-      this.rejectSettled = rej;
-    });
-    this.settled.catch(() => undefined); // observed through write()/finish()
-  }
-
-  get bytesInFlight(): number {
-    return this.inFlight;
-  }
-
-  /** Copies `chunk` towards the worker. False when the caller should wait for drained(). */
-  push(chunk: Uint8Array): boolean {
-    if (this.failure) throw this.failure;
-    if (this.ended) throw new Error(`store stream of ${this.dest} is already finished`);
-    let off = 0;
-    while (off < chunk.length) {
-      this.buf ??= this.pool.takeBuffer();
-      const n = Math.min(chunk.length - off, this.buf.byteLength - this.used);
-      new Uint8Array(this.buf, this.used, n).set(chunk.subarray(off, off + n));
-      this.used += n;
-      off += n;
-      if (this.used === this.buf.byteLength) this.flush();
-    }
-    return this.inFlight < this.maxInFlight;
-  }
-
-  /** Resolves when the worker holds fewer than maxInFlightBytes, or the store failed. */
-  async drained(): Promise<void> {
-    while (this.inFlight >= this.maxInFlight && !this.failure) await new Promise<void>((r) => this.waiters.push(r));
-    if (this.failure) throw this.failure;
-  }
-
-  async write(chunk: Uint8Array): Promise<void> {
-    if (!this.push(chunk)) await this.drained();
-  }
-
-  private flush(): void {
-    if (!this.buf || this.used === 0) return;
-    const buf = this.buf;
-    const len = this.used;
-    this.buf = null;
-    this.used = 0;
-    this.inFlight += len;
-    this.post({ id: this.id, type: 'streamChunk', buf, len }, [buf]);
-  }
-
-  /** Ends the input; resolves when the file is durably in place. */
-  finish(): Promise<StoredDigest> {
-    if (!this.ended && !this.failure) {
-      this.flush();
-      this.ended = true;
-      this.post({ id: this.id, type: 'streamEnd' });
-    }
-    return this.settled;
-  }
-
-  /** Abandons the file: the worker removes dest.tmp. Resolves once it has. */
-  async abort(): Promise<void> {
-    if (this.result || this.failure) return;
-    this.ended = true;
-    this.post({ id: this.id, type: 'streamAbort' });
-    await this.settled.catch(() => undefined);
-  }
-
-  /** @internal */
-  acked(bytes: number): void {
-    this.inFlight -= bytes;
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  /** @internal */
-  settle(err: Error | null, result: StoredDigest | null): void {
-    if (this.result || this.failure) return;
-    if (err) {
-      this.failure = err;
-      this.rejectSettled(err);
-    } else {
-      this.result = result!;
-      this.resolveSettled(result!);
-    }
-    for (const w of this.waiters.splice(0)) w();
   }
 }
 
@@ -519,14 +352,10 @@ export class FilePacker {
  * Writes reach the page cache; the caller makes the tree durable (syncTree), as for packed files.
  */
 export class ParallelFrameWriter {
-  private readonly tmp: string;
-  private fd: number | null;
-  private readonly hash = createHash('sha256');
-  private readonly msum: FileChecksum | null;
+  private readonly file: TmpFile;
+  private readonly sums: ContentSums;
   private slab: Slab | null = null;
   private used = 0;
-  private size = 0;
-  private stored = 0;
   private nextSeq = 0;
   private writeSeq = 0;
   private readonly done = new Map<number, { slab: Slab; frame: number | Uint8Array }>();
@@ -535,19 +364,16 @@ export class ParallelFrameWriter {
   private readonly maxInFlight: number;
 
   /** @internal */
-  constructor(private readonly pool: StoreWorkerPool, private readonly dest: string, private readonly spec: StoreSpec) {
-    this.tmp = dest + TMP_SUFFIX;
-    this.fd = openSync(this.tmp, 'w', 0o600);
-    this.msum = spec.manifestChecksum && spec.manifestChecksum !== 'NONE' ? createFileChecksum(spec.manifestChecksum) : null;
+  constructor(private readonly pool: StoreWorkerPool, dest: string, private readonly spec: StoreSpec) {
+    this.sums = new ContentSums(spec.manifestChecksum);
+    this.file = TmpFile.open(dest);
     this.maxInFlight = pool.size * 2;
   }
 
   /** Copies `chunk` in. False when the caller should wait for drained(). */
   push(chunk: Uint8Array): boolean {
     if (this.failure) throw this.failure;
-    this.hash.update(chunk);
-    this.msum?.update(chunk as Buffer);
-    this.size += chunk.length;
+    this.sums.update(chunk);
     let off = 0;
     while (off < chunk.length) {
       this.slab ??= this.pool.takeSlab();
@@ -569,7 +395,7 @@ export class ParallelFrameWriter {
   /** Ends the file: resolves when every frame is written and the file renamed into place. */
   async finish(): Promise<StoredFile> {
     if (this.slab && this.used > 0) this.submit();
-    if (this.size === 0) {
+    if (this.sums.size === 0) {
       // An empty file is still a valid, empty compressed file.
       this.slab = this.pool.takeSlab();
       this.used = 0;
@@ -580,19 +406,11 @@ export class ParallelFrameWriter {
       this.abort();
       throw this.failure;
     }
-    closeSync(this.fd!);
-    this.fd = null;
-    renameSync(this.tmp, this.dest);
-    const m = this.msum ? { manifestChecksum: this.msum.digest() } : {};
-    return { checksum: this.hash.digest('hex'), size: this.size, storedSize: this.stored, reused: false, ...m };
+    return this.sums.stored(this.file.commit({ sync: false }));
   }
 
   abort(): void {
-    if (this.fd !== null) {
-      closeSync(this.fd);
-      this.fd = null;
-    }
-    rmSync(this.tmp, { force: true });
+    this.file.abort();
   }
 
   private submit(): void {
@@ -615,19 +433,16 @@ export class ParallelFrameWriter {
 
   /** Writes the frames that are next in order. */
   private writeReady(): void {
-    for (let d = this.done.get(this.writeSeq); d !== undefined && this.fd !== null; d = this.done.get(this.writeSeq)) {
+    for (let d = this.done.get(this.writeSeq); d !== undefined && this.file.isOpen; d = this.done.get(this.writeSeq)) {
       this.done.delete(this.writeSeq++);
-      const f = typeof d.frame === 'number' ? d.slab.view.subarray(0, d.frame) : d.frame;
       try {
-        let off = 0;
-        while (off < f.length) off += writeSync(this.fd, f, off, f.length - off, this.stored + off);
+        this.file.write(typeof d.frame === 'number' ? d.slab.view.subarray(0, d.frame) : d.frame);
       } catch (err) {
         this.failure ??= err as Error;
         return;
       } finally {
         this.pool.releaseSlab(d.slab);
       }
-      this.stored += f.length;
     }
   }
 }
@@ -637,10 +452,6 @@ let defaultPool: StoreWorkerPool | null = null;
 /** The process-wide pool used by the free functions below (its idle workers do not hold the process). */
 export function defaultStorePool(): StoreWorkerPool {
   return (defaultPool ??= new StoreWorkerPool());
-}
-
-export function openStoreStream(dest: string, codec: Codec, level?: number): Promise<StoreStream> {
-  return defaultStorePool().openStoreStream(dest, codec, level);
 }
 
 export function hashFile(path: string, codec: Codec): Promise<StoredDigest> {

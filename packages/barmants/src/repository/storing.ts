@@ -2,15 +2,14 @@
 // file, hard-link reuse of an identical file, and hashing of a stored file's content. Kept apart
 // from the thread plumbing so it reads (and can be tested) as ordinary code.
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createFileChecksum, type ChecksumAlgorithm, type FileChecksum } from 'pg-replication/checksum';
 import { sha256Buffers, sha256File } from './checksum.js';
 import { compressWhole, createCompressor, createDecompressor, type Codec } from './codec.js';
-import { DurableWriter, fsyncDir, linkDurable, TMP_SUFFIX } from './durable.js';
+import { DurableWriter, linkDurable, TmpFile } from './durable.js';
 
 export interface StoredFile {
   /** sha256 hex of the uncompressed content */
@@ -141,19 +140,27 @@ export async function hashStoredFile(path: string, codec: Codec): Promise<{ chec
   return { checksum: hash.digest('hex'), size, storedSize };
 }
 
-/**
- * Stores uncompressed content from the calling thread with synchronous syscalls: hash and write
- * each chunk as it arrives, no stream plumbing and no thread-pool hop per call. Handing chunks to
- * a worker costs a copy per chunk, and awaiting the libuv pool for open/write/close/rename per
- * file dominated for clusters of many small files (pg_basebackup writes the same way, in a tight
- * loop). Writes go to the page cache; `sync: false` leaves fsync to the caller (syncTree).
- */
-export async function storePlain(source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, dest: string, sync = true): Promise<StoredFile> {
-  return storeFramed(source, dest, { codec: 'none', sync });
-}
+/** SHA-256 and size of content as it goes by, and its checksum in a manifest's algorithm when one is asked for. */
+export class ContentSums {
+  private readonly sha256 = createHash('sha256');
+  private readonly manifest: FileChecksum | null;
+  size = 0;
 
-function manifestSum(alg: ChecksumAlgorithm | undefined): FileChecksum | null {
-  return alg && alg !== 'NONE' ? createFileChecksum(alg) : null;
+  constructor(manifestChecksum?: ChecksumAlgorithm) {
+    this.manifest = manifestChecksum && manifestChecksum !== 'NONE' ? createFileChecksum(manifestChecksum) : null;
+  }
+
+  update(chunk: Uint8Array): void {
+    this.sha256.update(chunk);
+    this.manifest?.update(chunk as Buffer);
+    this.size += chunk.length;
+  }
+
+  /** What was stored, once all the content went by and `storedSize` bytes were written. */
+  stored(storedSize: number): StoredFile {
+    const m = this.manifest ? { manifestChecksum: this.manifest.digest() } : {};
+    return { checksum: this.sha256.digest('hex'), size: this.size, storedSize, reused: false, ...m };
+  }
 }
 
 /**
@@ -164,119 +171,48 @@ function manifestSum(alg: ChecksumAlgorithm | undefined): FileChecksum | null {
  * Writes go to dest.tmp and reach the page cache; `finish` renames without fsync (syncTree later).
  */
 export class PlainFileWriter {
-  private readonly tmp: string;
-  private readonly fd: number;
-  private readonly hash = createHash('sha256');
-  private readonly msum: FileChecksum | null;
-  private size = 0;
+  private readonly sums: ContentSums;
+  private readonly file: TmpFile;
 
-  constructor(private readonly dest: string, manifestChecksum?: ChecksumAlgorithm) {
-    this.tmp = dest + TMP_SUFFIX;
-    this.fd = openSync(this.tmp, 'w', 0o600);
-    this.msum = manifestSum(manifestChecksum);
+  constructor(dest: string, manifestChecksum?: ChecksumAlgorithm) {
+    this.sums = new ContentSums(manifestChecksum);
+    this.file = TmpFile.open(dest);
   }
 
   write(chunk: Uint8Array): void {
-    this.hash.update(chunk);
-    this.msum?.update(chunk as Buffer);
-    let off = 0;
+    this.sums.update(chunk);
     try {
-      while (off < chunk.length) off += writeSync(this.fd, chunk, off, chunk.length - off, this.size + off);
+      this.file.write(chunk);
     } catch (err) {
-      this.abort();
+      this.file.abort();
       throw err;
     }
-    this.size += chunk.length;
   }
 
   finish(): StoredFile {
-    closeSync(this.fd);
-    renameSync(this.tmp, this.dest);
-    const m = this.msum ? { manifestChecksum: this.msum.digest() } : {};
-    return { checksum: this.hash.digest('hex'), size: this.size, storedSize: this.size, reused: false, ...m };
+    return this.sums.stored(this.file.commit({ sync: false }));
   }
 
   abort(): void {
-    try {
-      closeSync(this.fd);
-    } catch {
-      // already closed
-    }
-    rmSync(this.tmp, { force: true });
+    this.file.abort();
   }
 }
 
 /**
  * Stores a small file held in memory: one hash, one compression call, one write. The batch path
- * of the store workers (see StoreWorkerPool.storeBatch).
+ * of the store workers (see StoreWorkerPool.storePacked), which fsyncs the directories once per batch.
  */
 export function storeSmall(source: Uint8Array[], dest: string, spec: StoreSpec): StoredFile {
-  const { codec, level } = spec;
-  const sync = spec.sync ?? true;
   const data = source.length === 1 ? Buffer.from(source[0]!.buffer, source[0]!.byteOffset, source[0]!.byteLength) : Buffer.concat(source);
-  const checksum = createHash('sha256').update(data).digest('hex');
-  const msum = manifestSum(spec.manifestChecksum);
-  msum?.update(data);
-  const out = compressWhole(codec, data, level);
-  const tmp = dest + TMP_SUFFIX;
-  const fd = openSync(tmp, 'w', 0o600);
+  const sums = new ContentSums(spec.manifestChecksum);
+  sums.update(data);
+  const out = compressWhole(spec.codec, data, spec.level);
+  const file = TmpFile.open(dest);
   try {
-    fchmodSync(fd, 0o600);
-    let off = 0;
-    while (off < out.length) off += writeSync(fd, out, off, out.length - off);
-    if (sync) fsyncSync(fd);
+    file.write(out);
+    return sums.stored(file.commit({ sync: spec.sync ?? true }));
   } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
+    file.abort();
     throw err;
   }
-  closeSync(fd);
-  renameSync(tmp, dest);
-  return { checksum, size: data.length, storedSize: out.length, reused: false, ...(msum ? { manifestChecksum: msum.digest() } : {}) };
-}
-
-/**
- * Streams a large file into storage as a sequence of independently compressed frames, one per
- * chunk (at most 1 MiB): concatenated gzip members, zstd frames and LZ4 frames are each a valid
- * file of their codec. One compression call per chunk with a reused context, instead of a stream
- * pipeline, keeps the store workers' CPU on compression itself.
- */
-export async function storeFramed(source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, dest: string, spec: StoreSpec): Promise<StoredFile> {
-  const { codec, level } = spec;
-  const sync = spec.sync ?? true;
-  const tmp = dest + TMP_SUFFIX;
-  const fd = openSync(tmp, 'w', 0o600);
-  const hash = createHash('sha256');
-  const msum = manifestSum(spec.manifestChecksum);
-  let size = 0;
-  let stored = 0;
-  try {
-    fchmodSync(fd, 0o600);
-    for await (const chunk of source) {
-      if (chunk.length === 0) continue;
-      const data = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      hash.update(data);
-      msum?.update(data);
-      size += data.length;
-      const out = compressWhole(codec, data, level);
-      let off = 0;
-      while (off < out.length) off += writeSync(fd, out, off, out.length - off, stored + off);
-      stored += out.length;
-    }
-    if (size === 0 && codec !== 'none') {
-      // An empty file is still a valid, empty compressed file.
-      const out = compressWhole(codec, Buffer.alloc(0), level);
-      writeSync(fd, out, 0, out.length, 0);
-      stored = out.length;
-    }
-    if (sync) fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, dest);
-  if (sync) await fsyncDir(dirname(dest));
-  return { checksum: hash.digest('hex'), size, storedSize: stored, reused: false, ...(msum ? { manifestChecksum: msum.digest() } : {}) };
 }

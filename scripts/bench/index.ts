@@ -7,18 +7,20 @@ import { benchBackups } from './backup.js';
 import { prepareBarman, type BarmanSetup } from './barman.js';
 import { benchCatalog } from './catalog.js';
 import { benchDaemon, daemonMissing } from './daemon.js';
+import { benchLibrary } from './library.js';
 import { benchRecover } from './recover.js';
 import { describeMachine, renderAll, writeResults, type BenchResults } from './report.js';
 import { checkTools, prepareCluster, REPO_ROOT, Scratch, type BenchCluster } from './setup.js';
 import { benchWal } from './wal.js';
 
-const SECTIONS = ['backup', 'wal', 'recover', 'catalog', 'daemon'] as const;
+const SECTIONS = ['backup', 'library', 'wal', 'recover', 'catalog', 'daemon'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const USAGE = `usage: npm run bench -- [options]
   --scale N            pgbench -i -s N for the cluster (default 50, about 750 MB)
   --pairs N            rounds of alternating contenders (default 3)
-  --only LIST          comma-separated sections: ${SECTIONS.join(',')} (default all)
+  --only LIST          comma-separated sections: ${SECTIONS.join(',')} (default all);
+                       library = pg-replication's BASE_BACKUP alone against pg_basebackup
   --codecs LIST        base backup codecs (default none,gzip,lz4,zstd)
   --wal-seconds N      pgbench duration of each WAL streaming run (default 60)
   --daemon-servers N   servers the daemon streams from (default 20)
@@ -140,6 +142,9 @@ async function main(): Promise<number> {
     }
     await section('backup', async () => {
       res.comparisons.push(...(await benchBackups(bc!, scratch, opts.codecs, opts.pairs, log)));
+    });
+    await section('library', async () => {
+      res.comparisons.push(...(await benchLibrary(bc!, scratch, opts.pairs, log)));
     });
     await section('wal', async () => {
       res.comparisons.push(await benchWal(bc!, scratch, opts.walSeconds, opts.pairs, log));

@@ -4,8 +4,9 @@
  * ones for a while (the server unreachable). The real `receive-wal` CLI must reconnect with
  * growing backoff and end with an archive that has no gap and is byte-identical to the server's
  * pg_wal; a backup whose connection is cut must end FAILED, cleanly, and the retry be DONE.
- * One test is marked todo: it shows a product bug (a stalled, half-open connection is never
- * noticed) and passes once that is fixed.
+ * Last, the proxy stalls (stops forwarding without closing: a half-open connection): the receiver
+ * must notice the silence (wal_receiver_timeout), reconnect, wait out the server's hold on the
+ * slot, and stream again without a gap.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +26,9 @@ const CUTS = 2;
 /** Bytes the server sends through the proxy between two cuts: each cut falls mid-stream. */
 const BYTES_BETWEEN_CUTS = 1_500_000;
 const REFUSED_ATTEMPTS = 2;
+/** The receiver's wal_receiver_timeout here, and the server's wal_sender_timeout in the stall test. */
+const RECEIVER_TIMEOUT_S = 3;
+const SENDER_TIMEOUT_S = 10;
 
 /** Read-only view of the repository for compareWithServer. */
 function walEnvOf(cfg: TestConfig): WalEnv {
@@ -59,7 +63,10 @@ describe(`network cuts between barmants and PostgreSQL ${version}`, () => {
     const viaProxy = c.conninfo({ user: c.replUser, password: c.replPassword }).replace(`port=${c.port}`, `port=${proxy.port}`);
     assert.ok(viaProxy.includes(`port=${proxy.port}`));
     cfg = await writeTestConfig(c, {
-      options: { streaming_conninfo: viaProxy, streaming_archiver: 'on', slot_name: 'barmants_net', create_slot: 'auto', compression: 'gzip', wal_flush_interval: '100 ms' },
+      options: {
+        streaming_conninfo: viaProxy, streaming_archiver: 'on', slot_name: 'barmants_net', create_slot: 'auto', compression: 'gzip', wal_flush_interval: '100 ms',
+        wal_receiver_timeout: `${RECEIVER_TIMEOUT_S} s`,
+      },
     });
   });
   after(async () => {
@@ -171,27 +178,83 @@ describe(`network cuts between barmants and PostgreSQL ${version}`, () => {
     assert.deepEqual(state.dirsWithoutRow, []);
   });
 
-  test('a stalled connection (packets silently dropped) is noticed and replaced', {
-    todo: 'product bug: the receiver has no silence timeout; a half-open connection hangs it, its heartbeat still says streaming',
-  }, async () => {
+  test('a stalled connection (packets silently dropped) is noticed and replaced', async () => {
     const c = cluster();
-    // The walsender gives up after 5 s without feedback and sends keepalives every 2.5 s: silence is a sign.
-    await c.sql("ALTER SYSTEM SET wal_sender_timeout = '5s'");
+    // The walsender holds on for longer than the receiver waits: the receiver notices the silence
+    // first (RECEIVER_TIMEOUT_S) and reconnects while the server still holds the slot for the dead
+    // connection; it must retry until the walsender times out, not give up.
+    await c.sql(`ALTER SYSTEM SET wal_sender_timeout = '${SENDER_TIMEOUT_S}s'`);
     await c.sql('SELECT pg_reload_conf()');
+    const archivedBefore = withCatalog(cfg, (cat) => cat.listWalSegments('pg')).at(-1);
+    assert.ok(archivedBefore, 'the earlier tests archived WAL');
     const rx = startCliChild(cfg, ['receive-wal', 'pg']);
     receiver = rx;
+    const alive = (): void => {
+      if (rx.child.exitCode !== null || rx.child.signalCode !== null) throw new Error(`receive-wal exited:\n${rx.stderr().slice(-3000)}`);
+    };
+    const walsender = async (): Promise<number | null> => {
+      alive();
+      const rows = await c.sql<{ pid: number }>("SELECT pid FROM pg_stat_replication WHERE application_name = 'barmants_receive_wal' AND state = 'streaming'");
+      return rows.length === 1 && proxy.open >= 1 ? rows[0]!.pid : null;
+    };
+    const heartbeat = () => withCatalog(cfg, (cat) => cat.getHeartbeat('pg'));
     try {
-      await waitFor(async () => proxy.open >= 1 && (await c.sql("SELECT 1 FROM pg_stat_replication WHERE state = 'streaming'")).length === 1, 'the receiver to stream', 30_000);
+      const stalledPid = await waitFor(walsender, 'the receiver to stream', 30_000);
+      await waitFor(() => heartbeat()?.state === 'streaming', 'the heartbeat to say streaming', 10_000);
       const accepted = proxy.accepted;
       assert.ok(proxy.stall() >= 1);
-      await waitFor(async () => (await c.sql('SELECT 1 FROM pg_stat_replication')).length === 0, 'the walsender to time out', 30_000);
-      const hb = withCatalog(cfg, (cat) => cat.getHeartbeat('pg'));
-      console.log(`stalled connection: the walsender timed out; the receiver's heartbeat says ${hb?.state} (updated ${hb?.updatedAt})`);
-      await waitFor(() => proxy.accepted > accepted, 'the receiver to reconnect', 20_000, 200);
-    } finally {
-      proxy.cut(); // an error the receiver does see, so that it stops promptly
-      await rx.stop();
+      const stalledAt = Date.now();
+      await waitFor(() => (alive(), proxy.accepted > accepted), 'the receiver to notice the stall and reconnect', 20_000, 100);
+      const noticedAfter = Date.now() - stalledAt;
+      await waitFor(
+        () => (alive(), new RegExp(`WARNING.*streaming interrupted: .*no message from the server for ${RECEIVER_TIMEOUT_S} s \\(wal_receiver_timeout\\): connection presumed dead`).test(rx.stderr())),
+        'the stall logged as an interruption', 10_000, 100,
+      );
+      // Until the server lets go of the slot (SENDER_TIMEOUT_S after the stall at the earliest),
+      // the receiver retries, and its heartbeat says so.
+      const hb = await waitFor(() => {
+        alive();
+        const h = heartbeat();
+        return h?.state === 'retrying' && /replication slot 'barmants_net' is still in use/.test(h.message ?? '') ? h : null;
+      }, 'the heartbeat to say retrying: the slot is still held for the dead connection', 20_000, 100);
+      // Replaced: a new walsender streams to the receiver, the stalled one is gone.
+      const pid = await waitFor(async () => {
+        const p = await walsender();
+        return p !== null && p !== stalledPid ? p : null;
+      }, 'the receiver streaming again on a new connection', 60_000, 200);
+      await waitFor(() => (alive(), heartbeat()?.state === 'streaming'), 'the heartbeat to say streaming again', 10_000);
+      assert.match(rx.stderr(), /WARNING.*streaming interrupted: .*replication slot 'barmants_net' is still in use/);
+      console.log(
+        `stalled connection: noticed and a new connection tried after ${noticedAfter} ms (wal_receiver_timeout ${RECEIVER_TIMEOUT_S} s); ` +
+          `heartbeat meanwhile: ${hb?.state} (${hb?.message}); streaming again on walsender ${pid} (was ${stalledPid}) after ${Date.now() - stalledAt} ms`,
+      );
+      // The archive goes on where it was, without a gap.
+      await generateLoad(c, { rows: 2000 });
+      const last = await writeAndSwitch(c);
+      await waitFor(() => (alive(), withCatalog(cfg, (cat) => cat.getWalSegment('pg', last) !== null)), `${last} archived`, 60_000);
+      const stopped = await rx.stop();
       receiver = undefined;
+      assert.equal(stopped.code, 0, rx.stderr().slice(-3000));
+      const env = walEnvOf(cfg);
+      try {
+        const upTo = env.catalog.getWalSegment('pg', last)!;
+        assert.deepEqual(env.catalog.missingSegments('pg', upTo.timeline, archivedBefore.segno, upTo.segno), [], 'no gap in the archive across the stall');
+        const cmp = await compareWithServer(env, c);
+        assert.ok(cmp.names.includes(last), `${last} compared byte for byte with pg_wal`);
+      } finally {
+        await env.cleanup();
+      }
+      const state = await repositoryState(cfg);
+      assert.deepEqual(state.rowsWithoutFile, []);
+      assert.deepEqual(state.filesWithoutRow, []);
+    } finally {
+      await c.sql('ALTER SYSTEM RESET wal_sender_timeout');
+      await c.sql('SELECT pg_reload_conf()');
+      if (receiver) {
+        proxy.cut();
+        await rx.stop();
+        receiver = undefined;
+      }
     }
   });
 });

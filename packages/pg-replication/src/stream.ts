@@ -6,6 +6,9 @@
  * that one read brings several commits. A bounded queue pauses the socket when the consumer is
  * slow, while a timer keeps sending status updates so that the server never times us out
  * (PROTOCOL.md §4, pitfalls 1-3). Flush positions are only ever what the caller reported.
+ * Optionally (receiveTimeoutMs) a silent server is pinged, then the connection presumed dead, as
+ * PostgreSQL's own walreceiver does with wal_receiver_timeout: a half-open TCP connection (packets
+ * dropped, no RST, no FIN) otherwise leaves the stream waiting forever.
  */
 import type { ReplicationClient } from './client.js';
 import { quoteIdent } from './client.js';
@@ -40,6 +43,23 @@ export interface StartReplicationOptions {
    * waiting for the garbage collector. Default false: `data` is the caller's to keep.
    */
   reuseBuffers?: boolean;
+  /**
+   * Silence timeout (ms), PostgreSQL's `wal_receiver_timeout`: the longest the stream waits for
+   * any message from the server. Default 0: no timeout, the stream waits as long as TCP lets it,
+   * which on a half-open connection (a peer or a network that silently drops packets) is forever.
+   *
+   * The clock starts when the stream is created and restarts at every message received (WAL or
+   * keepalive). After half the timeout of silence one status update asking for a reply is sent
+   * (a walsender answers it with a keepalive at once, so a healthy but idle server is never taken
+   * for dead); after the whole timeout the socket is destroyed and the stream ends with a
+   * ReplicationError of kind 'connection' (from next(), the iterator and `ended`); whatever was
+   * queued before is still delivered first. Time the stream itself leaves the socket unread
+   * because the consumer is slow (the queue at highWaterMark) is not silence: the clock restarts
+   * when reading resumes. Reads held back by readCoalesceMs (a few ms) do count; keep it far
+   * below the timeout. It also bounds stop() on a dead connection (the server's answer to our
+   * CopyDone never comes). The timer does not keep the process alive and stops with the stream.
+   */
+  receiveTimeoutMs?: number;
 }
 
 export interface WalChunk {
@@ -116,6 +136,15 @@ export class WalStream implements AsyncIterable<WalMessage> {
   private readonly hwm: number;
   private readonly cmd: ReplicationCommand;
   private endInfo: StreamEnd | null = null;
+  /** receiveTimeoutMs; 0 = none */
+  private readonly receiveTimeoutMs: number;
+  /** when the last message from the server arrived, or reading last resumed (performance.now()) */
+  private lastReceived = 0;
+  /** a status update asking for a reply was sent since lastReceived */
+  private pinged = false;
+  /** the one timer of the silence check (receiveTimeoutMs) */
+  private silenceTimer: NodeJS.Timeout | null = null;
+  private silenceCheck: NodeJS.Immediate | null = null;
 
   constructor(
     private readonly rc: ReplicationClient,
@@ -124,6 +153,8 @@ export class WalStream implements AsyncIterable<WalMessage> {
     this.hwm = opts.highWaterMark ?? 2 << 20;
     this.coalesceMs = opts.readCoalesceMs ?? 0;
     this.reuse = opts.reuseBuffers ?? false;
+    this.receiveTimeoutMs = opts.receiveTimeoutMs ?? 0;
+    if (!Number.isFinite(this.receiveTimeoutMs) || this.receiveTimeoutMs < 0) throw new TypeError(`invalid receiveTimeoutMs ${opts.receiveTimeoutMs}`);
     if (opts.timeline !== undefined && (!Number.isInteger(opts.timeline) || opts.timeline < 1)) throw new TypeError(`invalid timeline ${opts.timeline}`);
     const text =
       `START_REPLICATION${opts.slot ? ` SLOT ${quoteIdent(opts.slot)}` : ''} PHYSICAL ${formatLsn(opts.start)}` +
@@ -157,9 +188,16 @@ export class WalStream implements AsyncIterable<WalMessage> {
       },
     );
     this.ended.catch(() => undefined);
+    if (this.receiveTimeoutMs > 0 && !this.finished) {
+      // From now: an answer to START_REPLICATION that never comes is silence too.
+      this.lastReceived = performance.now();
+      this.armSilenceTimer(this.receiveTimeoutMs / 2);
+    }
   }
 
   private onData(chunk: Buffer): void {
+    this.lastReceived = performance.now();
+    this.pinged = false;
     const code = chunk[0];
     if (code === CopyDataCode.XLogData) {
       if (this.stopping) return;
@@ -283,6 +321,75 @@ export class WalStream implements AsyncIterable<WalMessage> {
       // pending): restart it.
       setHandleReading(this.conn.stream, true);
     }
+    this.silencePaused(on);
+  }
+
+  // ------------------------------------------------------------------ silence (receiveTimeoutMs)
+
+  /** (Re)schedules the one silence timer `ms` from now. */
+  private armSilenceTimer(ms: number): void {
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = setTimeout(() => this.onSilenceTimer(), Math.max(1, Math.ceil(ms)));
+    this.silenceTimer.unref();
+  }
+
+  private stopSilenceTimer(): void {
+    if (this.silenceTimer) clearTimeout(this.silenceTimer);
+    this.silenceTimer = null;
+    if (this.silenceCheck) clearImmediate(this.silenceCheck);
+    this.silenceCheck = null;
+  }
+
+  /**
+   * Backpressure pauses the silence clock: while we leave the socket unread nothing can arrive,
+   * and that is our consumer's doing, not the server's. Reading again starts a new silence.
+   */
+  private silencePaused(paused: boolean): void {
+    if (this.receiveTimeoutMs <= 0 || this.finished) return;
+    if (paused) {
+      this.stopSilenceTimer();
+    } else {
+      this.lastReceived = performance.now();
+      this.pinged = false;
+      this.armSilenceTimer(this.receiveTimeoutMs / 2);
+    }
+  }
+
+  private onSilenceTimer(): void {
+    this.silenceTimer = null;
+    if (this.finished || this.paused) return;
+    const silent = performance.now() - this.lastReceived;
+    if (silent < this.receiveTimeoutMs / 2) {
+      this.armSilenceTimer(this.receiveTimeoutMs / 2 - silent);
+      return;
+    }
+    if (!this.pinged) {
+      // Half the timeout without a word: ask for one. The walsender answers a status update
+      // with replyRequested by a keepalive at once (walsender.c, ProcessStandbyReplyMessage).
+      this.pinged = true;
+      this.sendCurrent(true);
+    }
+    if (silent < this.receiveTimeoutMs) {
+      this.armSilenceTimer(this.receiveTimeoutMs - silent);
+      return;
+    }
+    // Timers run before the poll phase: when the event loop was blocked, what the server sent
+    // meanwhile may be waiting in the socket. Decide after one more poll phase has read it.
+    this.silenceCheck = setImmediate(() => {
+      this.silenceCheck = null;
+      if (this.finished || this.paused) return;
+      const s = performance.now() - this.lastReceived;
+      if (s < this.receiveTimeoutMs) this.armSilenceTimer(this.receiveTimeoutMs - s);
+      else this.presumeDead();
+    });
+    // Not unref'd: an unref'd immediate waits for the poll phase to return, i.e. for some other event.
+  }
+
+  /** Nothing for receiveTimeoutMs: drop the connection (no goodbye can get through) and end with an error. */
+  private presumeDead(): void {
+    const err = new ReplicationError('connection', `no message from the server for ${formatSeconds(this.receiveTimeoutMs)} s (wal_receiver_timeout): connection presumed dead`);
+    this.cmd.fail(err);
+    this.rc.destroy();
   }
 
   private onServerCopyDone(): void {
@@ -309,6 +416,7 @@ export class WalStream implements AsyncIterable<WalMessage> {
     this.stopTimer();
     this.setPaused(false);
     this.stopCoalescing();
+    this.stopSilenceTimer();
     this.wake();
   }
 
@@ -412,6 +520,11 @@ export class WalStream implements AsyncIterable<WalMessage> {
     }
     return this.ended;
   }
+}
+
+/** 60000 → "60", 2500 → "2.5" */
+function formatSeconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
 }
 
 type SocketHandle = { reading?: boolean; readStop?: () => number; readStart?: () => number };

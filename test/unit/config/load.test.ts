@@ -258,6 +258,26 @@ test('compression level: separate option, conflicts, ranges', () => {
   configError(() => loadConfig({ path: range.file, env: {} }), /:4: invalid value '12' for option 'backup_compression_level' in section \[pg\]: expected a gzip level between 1 and 9/);
 });
 
+test('wal_receiver_timeout: a duration in ms, 60 s by default, global or per server, 0 disables', () => {
+  const { file } = write('[barmants]\nwal_receiver_timeout = 2 minutes\n[a]\nconninfo = host=a\n[b]\nconninfo = host=b\nwal_receiver_timeout = 0\n[c]\nconninfo = host=c\nwal_receiver_timeout = 1500\n[d]\nconninfo = host=d\nwal_receiver_timeout = 5s\n');
+  const cfg = loadConfig({ path: file, env: {} });
+  assert.equal(cfg.servers.get('a')!.walReceiverTimeoutMs, 120_000);
+  assert.equal(cfg.servers.get('b')!.walReceiverTimeoutMs, 0);
+  // A bare number is milliseconds, as in postgresql.conf.
+  assert.equal(cfg.servers.get('c')!.walReceiverTimeoutMs, 1500);
+  assert.equal(cfg.servers.get('d')!.walReceiverTimeoutMs, 5000);
+  assert.deepEqual(cfg.warnings, []);
+  const dflt = write('[pg]\nconninfo = host=a\n');
+  const pg = loadConfig({ path: dflt.file, env: {} }).servers.get('pg')!;
+  assert.equal(pg.walReceiverTimeoutMs, 60_000);
+  assert.equal(new Map(showServer(pg)).get('wal_receiver_timeout'), '60000 ms');
+  for (const bad of ['-1 s', '1.5 s', 'soon', '10 fortnights']) {
+    const w = write(`[pg]\nconninfo = host=a\nwal_receiver_timeout = ${bad}\n`);
+    configError(() => loadConfig({ path: w.file, env: {} }), new RegExp(`:3: invalid value '${bad.replace('.', '\\.')}' for option 'wal_receiver_timeout' in section \\[pg\\]: expected a duration`));
+  }
+  assert.match(renderOptionsMarkdown(), /\| `wal_receiver_timeout` \| global\/server \| duration \(ms\) \| `60 seconds` \|.*0 disables/);
+});
+
 test('two servers may not share a backup_directory', () => {
   const { file } = write('[a]\nconninfo = host=a\nbackup_directory = /srv/same\n[b]\nconninfo = host=b\nbackup_directory = /srv/same/\n');
   configError(() => loadConfig({ path: file, env: {} }), /:4: servers \[a\] and \[b\] share backup_directory \/srv\/same/);

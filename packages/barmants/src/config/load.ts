@@ -62,6 +62,8 @@ export interface ServerConfig {
   streamingArchiverName: string;
   streamingBackupName: string;
   walFlushIntervalMs: number;
+  /** wal_receiver_timeout; 0 = none */
+  walReceiverTimeoutMs: number;
   retentionPolicy: RetentionPolicy | null;
   walRetentionPolicy: 'main';
   lastBackupMaximumAgeSec: number | null;
@@ -448,6 +450,7 @@ function buildServer(
     streamingArchiverName: v('streaming_archiver_name'),
     streamingBackupName: v('streaming_backup_name'),
     walFlushIntervalMs: v('wal_flush_interval'),
+    walReceiverTimeoutMs: v('wal_receiver_timeout'),
     retentionPolicy: v('retention_policy'),
     walRetentionPolicy: 'main',
     lastBackupMaximumAgeSec: v('last_backup_maximum_age'),

@@ -141,6 +141,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'streaming_archiver_name', scope: 'both', type: 'string', default: 'barmants_receive_wal', help: 'application_name of the WAL streaming connection.' },
   { name: 'streaming_backup_name', scope: 'both', type: 'string', default: 'barmants_streaming_backup', help: 'application_name of the base backup connection.' },
   { name: 'wal_flush_interval', scope: 'both', type: 'duration', unit: 'ms', min: 1, default: '200 ms', help: 'How often streamed WAL is fsynced and acknowledged.' },
+  {
+    name: 'wal_receiver_timeout', scope: 'both', type: 'duration', unit: 'ms', min: 0, default: '60 seconds',
+    help: "Like PostgreSQL's wal_receiver_timeout: the WAL receiver asks a silent server for a keepalive after half of it, and after all of it without a message presumes the connection dead (half-open: packets dropped, no reset) and reconnects. 0 disables.",
+  },
   { name: 'retention_policy', scope: 'both', type: 'retention', default: null, help: 'REDUNDANCY n, or RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS.' },
   { name: 'wal_retention_policy', scope: 'both', type: 'enum', allowed: ['main'], default: 'main', help: 'Only main: WAL follows the base backups kept.' },
   { name: 'last_backup_maximum_age', scope: 'both', type: 'duration', unit: 's', min: 1, default: null, help: 'check fails when the newest backup is older (e.g. 1 day, 2 weeks).' },

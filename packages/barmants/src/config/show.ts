@@ -24,6 +24,7 @@ const FIELDS: Record<string, keyof ServerConfig> = {
   streaming_archiver_name: 'streamingArchiverName',
   streaming_backup_name: 'streamingBackupName',
   wal_flush_interval: 'walFlushIntervalMs',
+  wal_receiver_timeout: 'walReceiverTimeoutMs',
   retention_policy: 'retentionPolicy',
   wal_retention_policy: 'walRetentionPolicy',
   last_backup_maximum_age: 'lastBackupMaximumAgeSec',

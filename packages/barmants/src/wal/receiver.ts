@@ -107,6 +107,12 @@ export class WalReceiver {
   private startOverride: StartPoint | null = null;
   private gapMessage: string | null = null;
   private state: ReceiverState = 'starting';
+  /**
+   * run() is retrying after a session broke, and no session has streamed since: a busy slot is
+   * then most likely held by the server's walsender of the broken connection (it lets go after
+   * its wal_sender_timeout), not by another receiver.
+   */
+  private interrupted = false;
 
   private ioTail: Promise<unknown> = Promise.resolve();
   private flushRun: Promise<void> | null = null;
@@ -157,6 +163,7 @@ export class WalReceiver {
           // outage starts its backoff from the base again, not where the last one left it.
           if (this.pos > startedAt) attempt = 0;
           const msg = err instanceof Error ? err.message : String(err);
+          this.interrupted = true;
           this.log.warn(`streaming interrupted: ${msg}`);
           this.heartbeat('retrying', msg);
         }
@@ -272,6 +279,10 @@ export class WalReceiver {
       // A synchronous standby reads at once: a commit waits for our fsync. Otherwise gather a few
       // commits per read (a small fraction of the flush interval, so the lag barely moves).
       readCoalesceMs: this.synchronous ? 0 : Math.min(READ_COALESCE_MS, Math.floor(this.server.walFlushIntervalMs / 10)),
+      // A half-open connection (packets dropped, no reset) sends nothing, ever: after
+      // wal_receiver_timeout of silence the stream ends with a connection error, and run()
+      // reconnects with backoff.
+      receiveTimeoutMs: this.server.walReceiverTimeoutMs,
     });
     this.stream = stream;
     // Monotonic feedback: after a timeline switch we restart below what was already reported.
@@ -280,6 +291,7 @@ export class WalReceiver {
     for await (const m of stream) {
       if (this.state !== 'streaming') {
         this.state = 'streaming';
+        this.interrupted = false;
         this.heartbeat('streaming', this.gapMessage);
       }
       if (m.type === 'xlogdata') {
@@ -749,6 +761,14 @@ export class WalReceiver {
 
   private describe(err: unknown): unknown {
     if (err instanceof ReplicationError && err.code === SqlState.UndefinedObject && this.slotName) return missingSlot(this.server, this.slotName);
+    if (err instanceof ReplicationError && err.code === SqlState.ObjectInUse && this.interrupted) {
+      // Reconnected before the server noticed that the old connection is dead (a half-open one
+      // found by wal_receiver_timeout, say): its walsender still holds the slot. Retry.
+      return new BarmantsError('server', `replication slot '${this.slotName}' is still in use on server '${this.server.name}', most likely by the walsender of the broken connection until the server times it out (wal_sender_timeout): ${err.message}`, {
+        cause: err,
+        hint: 'the receiver retries with backoff; if this lasts, another WAL receiver (barmants on another host, or pg_receivewal) streams from this slot',
+      });
+    }
     if (err instanceof ReplicationError && err.code === SqlState.ObjectInUse) {
       return new BarmantsError('lock', `replication slot '${this.slotName}' is already in use on server '${this.server.name}'`, {
         hint: 'another WAL receiver (barmants on another host, or pg_receivewal) streams from this slot: stop it, or configure another slot_name',

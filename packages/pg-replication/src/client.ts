@@ -5,6 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import type pg from 'pg';
+import { createReusedBufferSocket } from './socket.js';
 
 // pg is loaded when the first connection is made, not at import: commands that never connect
 // (get-wal, list-backups, recover) start faster and smaller without it.
@@ -81,7 +82,10 @@ export class ReplicationClient {
 
   /** Opens a physical replication connection. */
   static async connect(opts: ConnectOptions | string): Promise<ReplicationClient> {
-    const client = new (loadPg().Client)(toClientConfig(opts, true));
+    const config = toClientConfig(opts, true);
+    // Plain connections read into one reused buffer (socket.ts); TLS reads through its own socket.
+    if (!config.ssl && !config.stream) config.stream = () => createReusedBufferSocket();
+    const client = new (loadPg().Client)(config);
     const rc = new ReplicationClient(client);
     const conn = (client as unknown as { connection: { on(ev: string, fn: (m: any) => void): void } }).connection;
     conn.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => rc.params.set(m.parameterName, m.parameterValue));

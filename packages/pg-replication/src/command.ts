@@ -5,6 +5,7 @@
  */
 import type { ReplicationError } from './errors.js';
 import { toReplicationError } from './errors.js';
+import { setRawReader } from './socket.js';
 
 export interface ResultSet {
   readonly columns: string[];
@@ -186,6 +187,8 @@ const READY_FOR_QUERY = 0x5a; // 'Z'
  * CopyData payloads go to `onPart` piece by piece as views of the socket's chunks; every other
  * message is gathered whole and fed to pg's own listener, which parses and routes it as usual.
  * At ReadyForQuery the socket goes back to pg, ReadyForQuery and all that follows included.
+ * On a socket with a reused read buffer (socket.ts) the framer is its raw reader, and what it
+ * passes on to pg is copied first; on any other socket it takes the place of pg's 'data' listener.
  */
 class RawFramer {
   private readonly header = Buffer.alloc(HEADER);
@@ -198,14 +201,22 @@ class RawFramer {
   private readonly listener: DataListener = (b) => this.onData(b);
   private installed = true;
 
-  private constructor(private readonly stream: SocketLike, private readonly pg: DataListener, private readonly onPart: (piece: Buffer, offset: number, total: number) => void) {}
+  private constructor(
+    private readonly stream: SocketLike,
+    private readonly pg: DataListener,
+    /** reads are views of a reused buffer: pg must be given copies */
+    private readonly raw: boolean,
+    private readonly onPart: (piece: Buffer, offset: number, total: number) => void,
+  ) {}
 
   /** Takes over the socket, or returns null (pg keeps it) when its listener is not recognisable. */
   static install(stream: SocketLike, onPart: (piece: Buffer, offset: number, total: number) => void): RawFramer | null {
     const listeners = stream.listeners?.('data') ?? [];
     if (listeners.length !== 1 || !stream.on || !stream.removeListener) return null;
     const pg = listeners[0] as DataListener;
-    const f = new RawFramer(stream, pg, onPart);
+    const raw = new RawFramer(stream, pg, true, onPart);
+    if (setRawReader(stream, raw.listener)) return raw;
+    const f = new RawFramer(stream, pg, false, onPart);
     stream.removeListener('data', pg);
     stream.on('data', f.listener);
     return f;
@@ -215,8 +226,17 @@ class RawFramer {
   uninstall(): void {
     if (!this.installed) return;
     this.installed = false;
+    if (this.raw) {
+      setRawReader(this.stream, null);
+      return;
+    }
     this.stream.removeListener!('data', this.listener);
     this.stream.on!('data', this.pg);
+  }
+
+  /** Hands bytes of the current read to pg, copied when the read buffer is reused. */
+  private toPg(view: Buffer): void {
+    this.pg(this.raw ? Buffer.from(view) : view);
   }
 
   private onData(buf: Buffer): void {
@@ -227,7 +247,7 @@ class RawFramer {
         if (this.headerUsed === 0 && buf[off] === READY_FOR_QUERY) {
           // The command is over: pg takes the rest, ReadyForQuery included.
           this.uninstall();
-          this.pg(buf.subarray(off));
+          this.toPg(buf.subarray(off));
           return;
         }
         const n = Math.min(HEADER - this.headerUsed, buf.length - off);
@@ -266,7 +286,7 @@ class RawFramer {
     }
     // Given back mid-chunk (the command failed on a message pg routed, e.g. an ErrorResponse):
     // at a message boundary pg can take the rest, ReadyForQuery included.
-    if (!this.installed && off < buf.length && this.remaining === 0 && this.whole === null && this.headerUsed === 0) this.pg(buf.subarray(off));
+    if (!this.installed && off < buf.length && this.remaining === 0 && this.whole === null && this.headerUsed === 0) this.toPg(buf.subarray(off));
   }
 
   private flushWhole(): void {

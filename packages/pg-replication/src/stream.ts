@@ -173,7 +173,7 @@ export class WalStream implements AsyncIterable<WalMessage> {
         this.timer = setInterval(() => this.sendCurrent(false), every);
         this.timer.unref();
       },
-      onCopyData: (chunk) => this.onData(chunk),
+      onCopyDataPart: (piece, offset, total) => this.onPart(piece, offset, total),
       onCopyDone: () => this.onServerCopyDone(),
       onResultSet: (rs) => this.onResultSet(rs),
     });
@@ -195,30 +195,69 @@ export class WalStream implements AsyncIterable<WalMessage> {
     }
   }
 
-  private onData(chunk: Buffer): void {
+  /** the CopyData message being received: its type, and its header (or a whole keepalive) so far */
+  private msgType = 0;
+  private readonly msgHead = Buffer.alloc(XLOGDATA_HEADER_SIZE);
+  private msgHeadUsed = 0;
+  /** LSN of the next WAL byte of the current XLogData message, and its header's fields */
+  private msgLsn: Lsn = 0n;
+  private msgWalEnd: Lsn = 0n;
+  private msgSendTime = 0n;
+
+  /**
+   * A piece of a CopyData message, as a view of the socket's read buffer valid during the call
+   * (ReplicationCommand's raw framing): WAL goes straight from the read into the slabs, with no
+   * copy of each read for pg-protocol and no garbage per message. Headers and keepalives split
+   * across reads are gathered in msgHead.
+   */
+  private onPart(piece: Buffer, offset: number, total: number): void {
     this.lastReceived = performance.now();
     this.pinged = false;
-    const code = chunk[0];
-    if (code === CopyDataCode.XLogData) {
-      if (this.stopping) return;
-      const h = parseXLogDataHeader(chunk);
-      const end = this.append(chunk, XLOGDATA_HEADER_SIZE, h.walStart, h.walEnd, h.sendTime);
-      if (end > this.write) this.write = end;
-    } else if (code === CopyDataCode.Keepalive) {
-      const k = parseKeepalive(chunk);
-      // Answer at once with what the caller has declared durable; the caller sees it too and
-      // may fsync and report again.
-      if (k.replyRequested) this.sendCurrent(false);
-      this.tail = null;
-      this.queue.push(k);
-      this.wake();
-    } else {
-      throw new ReplicationError('protocol', `unexpected replication message type 0x${code?.toString(16)}`);
+    if (offset === 0) {
+      this.msgType = total > 0 ? piece[0]! : -1;
+      this.msgHeadUsed = 0;
+      if (this.msgType !== CopyDataCode.XLogData && this.msgType !== CopyDataCode.Keepalive) {
+        throw new ReplicationError('protocol', `unexpected replication message type 0x${this.msgType.toString(16)}`);
+      }
     }
+    const headSize = this.msgType === CopyDataCode.XLogData ? XLOGDATA_HEADER_SIZE : Math.min(total, XLOGDATA_HEADER_SIZE);
+    let rest = piece;
+    if (this.msgHeadUsed < headSize) {
+      const n = Math.min(headSize - this.msgHeadUsed, rest.length);
+      rest.copy(this.msgHead, this.msgHeadUsed, 0, n);
+      this.msgHeadUsed += n;
+      rest = rest.subarray(n);
+      if (this.msgHeadUsed < headSize) {
+        if (offset + piece.length === total) throw new ReplicationError('protocol', `truncated replication message (${total} bytes)`);
+        return;
+      }
+      if (this.msgType === CopyDataCode.XLogData) {
+        const h = parseXLogDataHeader(this.msgHead);
+        this.msgLsn = h.walStart;
+        this.msgWalEnd = h.walEnd;
+        this.msgSendTime = h.sendTime;
+      } else {
+        this.onKeepalive(parseKeepalive(this.msgHead.subarray(0, headSize)));
+        return;
+      }
+    }
+    if (this.msgType !== CopyDataCode.XLogData || rest.length === 0 || this.stopping) return;
+    const end = this.append(rest, 0, this.msgLsn, this.msgWalEnd, this.msgSendTime);
+    this.msgLsn = end;
+    if (end > this.write) this.write = end;
+  }
+
+  private onKeepalive(k: KeepaliveMessage): void {
+    // Answer at once with what the caller has declared durable; the caller sees it too and
+    // may fsync and report again.
+    if (k.replyRequested) this.sendCurrent(false);
+    this.tail = null;
+    this.queue.push(k);
+    this.wake();
   }
 
   /**
-   * Copies WAL bytes `chunk[from..]` (a view pg will reuse) into the current slab, growing the
+   * Copies WAL bytes `chunk[from..]` (a view of the socket's read buffer) into the current slab, growing the
    * queued chunk they continue, or queueing a new one. Returns the LSN after the last byte.
    */
   private append(chunk: Buffer, from: number, lsn: Lsn, walEnd: Lsn, sendTime: bigint): Lsn {

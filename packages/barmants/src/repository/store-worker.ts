@@ -1,6 +1,8 @@
 // Entry point of a store worker thread (see store.ts). Runs one task at a time: a whole-file
 // store, a batch of small files packed in a shared slab, one compressed frame of a large file,
 // a hash of a stored file, or the restore of members (recovery).
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import type { Codec } from './codec.js';
 import type { PackedFile } from './store.js';
@@ -40,9 +42,41 @@ function slabOf(msg: { slab: number; sab?: SharedArrayBuffer }): Uint8Array {
   return s;
 }
 
-function reply(id: number, work: Promise<unknown>): void {
+/**
+ * The codecs' native outputs (lz4-napi and zstd-napi buffers, zlib's per-call state) live outside
+ * V8's heap and are not reported to it, while a worker allocates almost no JavaScript: no
+ * collection ever came, and the dead buffers piled up with the size of the backup (lz4 at pgbench
+ * scale 50: 253 MB peak RSS for the process, against the 200 MB it must stay under; lz4-napi
+ * leaves a few MB of garbage per MiB compressed). A minor collection after every COLLECT_EVERY
+ * bytes of content frees them; it costs well under a millisecond, as the young generation holds
+ * almost nothing else (lz4 peak RSS, collecting every 1 / 8 / 32 MiB / never: 156 / 178 / 206 /
+ * 259 MB). `gc` is exposed for this
+ * worker's use only, through a context of its own; without it (a V8 that refuses the flag) the
+ * worker runs as before.
+ */
+const COLLECT_EVERY = 4 << 20;
+const minorGc = ((): (() => void) | null => {
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as ((o?: { type: 'minor' | 'major' }) => void) | undefined;
+    return typeof gc === 'function' ? () => gc({ type: 'minor' }) : null;
+  } catch {
+    return null;
+  }
+})();
+let bytesSinceCollect = 0;
+
+function processed(bytes: number): void {
+  bytesSinceCollect += bytes;
+  if (bytesSinceCollect < COLLECT_EVERY || !minorGc) return;
+  bytesSinceCollect = 0;
+  minorGc();
+}
+
+function reply(id: number, work: Promise<unknown>, bytes = 0): void {
   work.then(
     (result) => {
+      processed(bytes);
       port!.postMessage({ id, type: 'done', result } satisfies WorkerReply);
     },
     (err: unknown) => {
@@ -59,7 +93,7 @@ function reply(id: number, work: Promise<unknown>): void {
 port.on('message', (msg: WorkerRequest) => {
   switch (msg.type) {
     case 'store':
-      reply(msg.id, storeFile(msg.job));
+      reply(msg.id, storeFile(msg.job).then((r) => (processed(r.size), r)));
       break;
     case 'storePacked': {
       const { files, spec } = msg;
@@ -68,7 +102,7 @@ port.on('message', (msg: WorkerRequest) => {
         const out = files.map((f) => storeSmall([slab.subarray(f.offset, f.offset + f.length)], f.dest, spec));
         if ((spec.sync ?? true) && files.length) await fsyncDirs(files.map((f) => f.dest));
         return out;
-      })());
+      })(), files.reduce((n, f) => n + f.length, 0));
       break;
     }
     case 'restore':
@@ -76,7 +110,7 @@ port.on('message', (msg: WorkerRequest) => {
         const out: Array<'written' | 'unchanged'> = [];
         for (const job of msg.jobs) out.push(await restoreFile(job));
         return out;
-      })());
+      })(), msg.jobs.reduce((n, j) => n + j.member.size, 0));
       break;
     case 'compressFrame':
       reply(msg.id, (async () => {
@@ -88,7 +122,7 @@ port.on('message', (msg: WorkerRequest) => {
           return out.length;
         }
         return new Uint8Array(out);
-      })());
+      })(), msg.len);
       break;
     case 'hash':
       reply(msg.id, hashStoredFile(msg.path, msg.codec));

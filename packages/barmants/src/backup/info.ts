@@ -10,7 +10,9 @@ import { createInterface } from 'node:readline';
 import { formatLsn, parseLsn } from 'pg-replication';
 import type { BackupRecord, BackupStatus, KeepTarget, NewBackupRecord } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
-import { DurableWriter, writeFileDurable, codecSuffix, type Codec, type ServerLayout } from '../repository/index.js';
+import { codecSuffix, type Codec } from '../repository/codec.js';
+import { DurableWriter, writeFileDurable } from '../repository/durable.js';
+import type { ServerLayout } from '../repository/layout.js';
 
 export const FILE_LIST = 'files.jsonl';
 

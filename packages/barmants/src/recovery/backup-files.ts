@@ -5,9 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkMemberPath, readFileListAt, type FileEntry, type MemberType } from '../backup/index.js';
+import { checkMemberPath, readFileListAt, type FileEntry, type MemberType } from '../backup/info.js';
 import { BarmantsError } from '../errors/index.js';
-import { isCodec, type Codec } from '../repository/index.js';
+import { isCodec, type Codec } from '../repository/codec.js';
 
 /** One line of files.jsonl (the backup module owns the format). */
 export type BackupMember = FileEntry;

@@ -13,7 +13,8 @@ import type { Config, ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { runHooks } from '../hooks/index.js';
 import type { Logger } from '../log/index.js';
-import { writeFileDurable, type ServerLayout } from '../repository/index.js';
+import { writeFileDurable } from '../repository/durable.js';
+import type { ServerLayout } from '../repository/layout.js';
 import { readMembers, readStoredBackupInfo, type BackupMember, type StoredBackupInfo } from './backup-files.js';
 import {
   WAL_DIR_NAME, buildRecoveryFiles, cpRestoreCommand, shellQuote, getWalRestoreCommand, walRestoreScriptCommand, pgMajor,

@@ -7,7 +7,7 @@ import { BarmantsError } from '../errors/index.js';
 import { formatLsn } from 'pg-replication';
 import { parseWalFileName, segmentOf, segmentStart, walFileName } from 'pg-replication';
 import { timelineSegments, type TimelineHistoryEntry } from 'pg-replication';
-import { parseCatalogTime } from '../retention/index.js';
+import { parseCatalogTime } from '../retention/policy.js';
 import { describeTarget, formatTargetTimeForPostgres, targetEpochMicros, type RecoveryTarget } from './target.js';
 
 export interface PlanBackup {

@@ -8,7 +8,9 @@ import { availableParallelism } from 'node:os';
 import { lstat, mkdir, readdir, readlink, rm, symlink, unlink, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BarmantsError } from '../errors/index.js';
-import { writeFileDurable, fsyncDir, StoreWorkerPool, type Codec } from '../repository/index.js';
+import type { Codec } from '../repository/codec.js';
+import { writeFileDurable, fsyncDir } from '../repository/durable.js';
+import { StoreWorkerPool } from '../repository/store.js';
 import type { BackupMember } from './backup-files.js';
 import { describeMember, INCOMPLETE_MARKER, ioError, SMALL_MEMBER, type RestoreFileJob } from './restore-file.js';
 

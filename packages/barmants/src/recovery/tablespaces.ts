@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, normalize } from 'node:path';
 import { BarmantsError } from '../errors/index.js';
-import { writeFileDurable } from '../repository/index.js';
+import { writeFileDurable } from '../repository/durable.js';
 import type { BackupTablespace } from './backup-files.js';
 import { ensureRealDir, placeSymlink } from './restore.js';
 

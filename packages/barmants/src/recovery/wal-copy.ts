@@ -12,7 +12,9 @@ import { pipeline } from 'node:stream/promises';
 import { walFileName, historyFileName } from 'pg-replication';
 import type { Catalog } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
-import { createDecompressor, isCodec, writeAll, type Codec, type ServerLayout } from '../repository/index.js';
+import { createDecompressor, isCodec, type Codec } from '../repository/codec.js';
+import { writeAll } from '../repository/durable.js';
+import type { ServerLayout } from '../repository/layout.js';
 import type { RecoveryPlan } from './plan.js';
 import { decodeFileSync } from './restore-file.js';
 

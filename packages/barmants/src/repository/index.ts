@@ -1,6 +1,7 @@
 // The repository's low-level primitives: on-disk layout, durable writes, codecs, off-thread
 // storing and hashing of files, locks and cluster identity. Higher layers (backup, wal,
-// recovery) import only from here.
+// recovery) import from here, except on start-up-sensitive paths (get-wal, recover), which import
+// the one module they need so as not to load the store workers' and hashing modules.
 export { ServerLayout, catalogPath, locksDir, ensureDir, type LockPurpose } from './layout.js';
 export {
   fsyncDir, writeFileDurable, DurableWriter, TmpFile, writeAll, writeAllSync, removeDurable, renameDurable, linkDurable, syncTree, makeTreeDurable,

@@ -8,10 +8,15 @@ import type { Codec } from './codec.js';
 import type { PackedFile } from './store.js';
 import { restoreFile, type RestoreFileJob } from '../recovery/restore-file.js';
 import { BarmantsError, type ErrorKind } from '../errors/index.js';
-import { hashStoredFile, storeFile, storeSmall, type StoreFileJob, type StoreSpec } from './storing.js';
+import type { StoreFileJob, StoreSpec } from './storing.js';
 import { dirname } from 'node:path';
 import { compressWhole } from './codec.js';
 import { fsyncDir } from './durable.js';
+
+// Backup-side work, loaded on the first such task (or ping): a worker that only restores
+// (recovery) starts without it and the CRC32C native module under it.
+let storingModule: Promise<typeof import('./storing.js')> | undefined;
+const storing = (): Promise<typeof import('./storing.js')> => (storingModule ??= import('./storing.js'));
 
 async function fsyncDirs(paths: string[]): Promise<void> {
   for (const d of new Set(paths.map((p) => dirname(p)))) await fsyncDir(d);
@@ -93,12 +98,13 @@ function reply(id: number, work: Promise<unknown>, bytes = 0): void {
 port.on('message', (msg: WorkerRequest) => {
   switch (msg.type) {
     case 'store':
-      reply(msg.id, storeFile(msg.job).then((r) => (processed(r.size), r)));
+      reply(msg.id, storing().then(({ storeFile }) => storeFile(msg.job)).then((r) => (processed(r.size), r)));
       break;
     case 'storePacked': {
       const { files, spec } = msg;
       reply(msg.id, (async () => {
         const slab = slabOf(msg);
+        const { storeSmall } = await storing();
         const out = files.map((f) => storeSmall([slab.subarray(f.offset, f.offset + f.length)], f.dest, spec));
         if ((spec.sync ?? true) && files.length) await fsyncDirs(files.map((f) => f.dest));
         return out;
@@ -125,10 +131,11 @@ port.on('message', (msg: WorkerRequest) => {
       })(), msg.len);
       break;
     case 'hash':
-      reply(msg.id, hashStoredFile(msg.path, msg.codec));
+      reply(msg.id, storing().then(({ hashStoredFile }) => hashStoredFile(msg.path, msg.codec)));
       break;
     case 'ping':
-      reply(msg.id, Promise.resolve(null));
+      // warm() pings before a backup: the backup-side code is loaded by its answer.
+      reply(msg.id, storing().then(() => null));
       break;
   }
 });

@@ -9,7 +9,8 @@ import { Readable } from 'node:stream';
 import { isHistoryFileName, isPartialWalName, isWalSegmentName } from 'pg-replication';
 import type { Catalog } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
-import { type Codec, type ServerLayout, CODECS, codecSuffix, createDecompressor } from '../repository/index.js';
+import { type Codec, CODECS, codecSuffix, createDecompressor } from '../repository/codec.js';
+import type { ServerLayout } from '../repository/layout.js';
 
 export interface WalFileLocation {
   /** the name asked for */

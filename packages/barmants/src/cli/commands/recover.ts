@@ -2,14 +2,15 @@
  * recover (alias restore): `barmants recover SRV [BACKUP_ID] DEST [options]`, Barman's options.
  * Parses, calls recover(), renders; a progress bar on a TTY (stderr), log lines otherwise.
  */
-import cliProgress from 'cli-progress';
 import { BarmantsError } from '../../errors/index.js';
 import { result } from '../../output/index.js';
 import { recover, renderRecoverText, type RecoverOptions, type RestoreProgress, type TargetAction } from '../../recovery/index.js';
 import type { CommandSpec } from './spec.js';
 
-function progressBar(enabled: boolean): { update: (p: RestoreProgress) => void; stop: () => void } | null {
+async function progressBar(enabled: boolean): Promise<{ update: (p: RestoreProgress) => void; stop: () => void } | null> {
   if (!enabled || !process.stderr.isTTY) return null;
+  // Loaded only for a terminal: scripts and tests never draw the bar.
+  const { default: cliProgress } = await import('cli-progress');
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
@@ -69,7 +70,7 @@ export const recoverCommands: CommandSpec[] = [
       if (dest.includes(':') && args['remote-ssh-command'] === undefined) {
         throw new BarmantsError('usage', `the destination "${dest}" contains ':': to restore on another host use --remote-ssh-command`);
       }
-      const bar = progressBar(ctx.args.format === 'console' && !ctx.args.quiet);
+      const bar = await progressBar(ctx.args.format === 'console' && !ctx.args.quiet);
       const o: RecoverOptions = {
         server: String(args.server),
         backupRef: backupRef === 'auto' ? null : backupRef,

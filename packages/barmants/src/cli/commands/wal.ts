@@ -12,8 +12,9 @@ import { ReplicationError, SqlState, formatLsn, parseLsn } from 'pg-replication'
 import { BarmantsError } from '../../errors/index.js';
 import { result, table } from '../../output/index.js';
 import { SqlSession, connectReplication, connectionFailure, withSql } from '../../postgres/index.js';
-import { ensureDir, readLockOwner } from '../../repository/index.js';
-import { WalReceiver, getWal, resetReceiver } from '../../wal/index.js';
+import { ensureDir } from '../../repository/layout.js';
+import { readLockOwner } from '../../repository/lock.js';
+import { getWal } from '../../wal/getwal.js';
 import type { CommandSpec } from './spec.js';
 
 const POLL_MS = 100;
@@ -83,6 +84,8 @@ export const walCommands: CommandSpec[] = [
         if (!gone) throw new BarmantsError('lock', `receive-wal process ${owner.pid} of server '${server.name}' did not stop within 60 seconds`);
         return result({ stopped: true, pid: owner.pid }, `Stopped receive-wal process ${owner.pid} of server '${server.name}'`);
       }
+      // Loaded here, not at the top: get-wal (run once per WAL segment) never needs the receiver.
+      const { WalReceiver, resetReceiver } = await import('../../wal/receiver.js');
       if (args.reset) {
         const r = await resetReceiver({ server, layout, catalog: ctx.catalog(), logger: ctx.logger });
         return result({ reset: true, restartAt: r.restartAt, marker: r.marker }, `Resetting receive-wal of server '${server.name}': streaming restarts at ${formatLsn(r.restartAt)} (${r.marker})`);
@@ -153,6 +156,7 @@ export const walCommands: CommandSpec[] = [
         ok = await waitUntil(archived, timeoutMs);
       } else {
         // No receiver runs: fetch the segment ourselves, as Barman runs archive-wal in this loop.
+        const { WalReceiver } = await import('../../wal/receiver.js');
         const stop = new AbortController();
         const timer = setTimeout(() => stop.abort(), timeoutMs);
         try {

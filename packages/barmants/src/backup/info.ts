@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { createInterface } from 'node:readline';
-import { formatLsn, parseLsn } from 'pg-replication';
+import { formatLsn, parseLsn } from 'pg-replication/wal';
 import type { BackupRecord, BackupStatus, KeepTarget, NewBackupRecord } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { codecSuffix, type Codec } from '../repository/codec.js';

@@ -4,7 +4,7 @@
  * off, earlier conflicting lines kept but commented out; plus Barman's "dangerous settings" scan.
  * Pure text in, text out; the callers read and write the files (locally or into a remote stream).
  */
-import { formatLsn } from 'pg-replication';
+import { formatLsn } from 'pg-replication/wal';
 import { BarmantsError } from '../errors/index.js';
 import { formatTargetTimeForPostgres, type RecoveryTarget } from './target.js';
 

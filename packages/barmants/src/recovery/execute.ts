@@ -7,7 +7,7 @@
 import { lstat, mkdir, readFile, readdir, realpath, statfs, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { hostname, userInfo } from 'node:os';
-import { parseTimelineHistory, parseWalFileName, historyFileName, type TimelineHistoryEntry } from 'pg-replication';
+import { parseTimelineHistory, parseWalFileName, historyFileName, type TimelineHistoryEntry } from 'pg-replication/wal';
 import type { Catalog, BackupRecord } from '../catalog/index.js';
 import type { Config, ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';

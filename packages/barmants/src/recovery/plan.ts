@@ -4,9 +4,9 @@
  * Pure: the catalog and the archive are passed in as data and a gap-finding callback.
  */
 import { BarmantsError } from '../errors/index.js';
-import { formatLsn } from 'pg-replication';
-import { parseWalFileName, segmentOf, segmentStart, walFileName } from 'pg-replication';
-import { timelineSegments, type TimelineHistoryEntry } from 'pg-replication';
+import { formatLsn } from 'pg-replication/wal';
+import { parseWalFileName, segmentOf, segmentStart, walFileName } from 'pg-replication/wal';
+import { timelineSegments, type TimelineHistoryEntry } from 'pg-replication/wal';
 import { parseCatalogTime } from '../retention/policy.js';
 import { describeTarget, formatTargetTimeForPostgres, targetEpochMicros, type RecoveryTarget } from './target.js';
 

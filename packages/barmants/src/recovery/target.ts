@@ -4,7 +4,7 @@
  * default time zone is passed in, never read from the host.
  */
 import { BarmantsError } from '../errors/index.js';
-import { formatLsn, parseLsn } from 'pg-replication';
+import { formatLsn, parseLsn } from 'pg-replication/wal';
 
 export type RecoveryTarget =
   /** `micros` is the sub-millisecond part (0–999) that a Date cannot hold. */

@@ -9,7 +9,7 @@ import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { walFileName, historyFileName } from 'pg-replication';
+import { walFileName, historyFileName } from 'pg-replication/wal';
 import type { Catalog } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { createDecompressor, isCodec, type Codec } from '../repository/codec.js';

@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { isHistoryFileName, isPartialWalName, isWalSegmentName } from 'pg-replication';
+import { isHistoryFileName, isPartialWalName, isWalSegmentName } from 'pg-replication/wal';
 import type { Catalog } from '../catalog/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { type Codec, CODECS, codecSuffix, createDecompressor } from '../repository/codec.js';

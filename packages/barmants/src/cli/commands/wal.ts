@@ -8,14 +8,18 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { ReplicationError, SqlState, formatLsn, parseLsn } from 'pg-replication';
+import { ReplicationError, SqlState } from 'pg-replication/errors';
+import { formatLsn, parseLsn } from 'pg-replication/wal';
 import { BarmantsError } from '../../errors/index.js';
 import { result, table } from '../../output/index.js';
-import { SqlSession, connectReplication, connectionFailure, withSql } from '../../postgres/index.js';
 import { ensureDir } from '../../repository/layout.js';
 import { readLockOwner } from '../../repository/lock.js';
 import { getWal } from '../../wal/getwal.js';
 import type { CommandSpec } from './spec.js';
+
+// The server connections (and pg under them) are loaded by the commands that connect: get-wal,
+// PostgreSQL's restore_command, never does.
+const postgres = (): Promise<typeof import('../../postgres/index.js')> => import('../../postgres/index.js');
 
 const POLL_MS = 100;
 
@@ -47,6 +51,7 @@ export const walCommands: CommandSpec[] = [
       if (args.createSlot || args.dropSlot) {
         const slot = server.slotName;
         if (!slot) throw new BarmantsError('config', `server '${server.name}' has no slot_name`, { hint: 'set slot_name in its configuration section' });
+        const { connectReplication, connectionFailure } = await postgres();
         const rc = await connectReplication(server, 'receive-wal');
         try {
           if (args.createSlot) {
@@ -131,6 +136,7 @@ export const walCommands: CommandSpec[] = [
         .option('archive-timeout', { type: 'number', default: 30, describe: 'seconds to wait with --archive' }),
     async handler(args, ctx) {
       const server = ctx.server(args.server as string);
+      const { withSql } = await postgres();
       const { walfile, switched, lsn } = await withSql(server, 'check', async (s) => {
         if (await s.isInRecovery()) {
           throw new BarmantsError('unsafe', `no switch performed because server '${server.name}' is a standby`);
@@ -232,6 +238,7 @@ export const walCommands: CommandSpec[] = [
     builder: (y) => y.option('minimal', { type: 'boolean', default: false, describe: 'one line per client' }),
     async handler(args, ctx) {
       const server = ctx.server(args.server as string);
+      const { SqlSession } = await postgres();
       const s = await SqlSession.connect(server, 'check');
       try {
         const inRecovery = await s.isInRecovery();

@@ -34,6 +34,11 @@ export interface WalReceiverOptions {
   onSegmentArchived?: (name: string) => void | Promise<void>;
   /** stop once every segment up to the one holding this LSN is archived (`backup --wal`) */
   stopAt?: Lsn;
+  /**
+   * the timeline of stopAt: only its segments count as "already archived" (after a PITR fork the
+   * archive may hold later segments of another timeline)
+   */
+  stopAtTimeline?: number;
   /** overrides slot_name; null streams without a slot */
   slot?: string | null;
   /** 'auto' (default): synchronous when streaming_archiver_name is in synchronous_standby_names */
@@ -542,7 +547,10 @@ export class WalReceiver {
   private stopAtAlreadyArchived(): boolean {
     if (this.opts.stopAt === undefined) return false;
     const segno = segmentOf(this.opts.stopAt, this.segSize);
-    return this.catalog.listWalSegments(this.server.name, { fromSegno: segno, limit: 1 }).some((r) => r.segno >= segno);
+    const timeline = this.opts.stopAtTimeline;
+    return this.catalog
+      .listWalSegments(this.server.name, { fromSegno: segno, limit: 1, ...(timeline !== undefined ? { timeline } : {}) })
+      .some((r) => r.segno >= segno);
   }
 
   /**

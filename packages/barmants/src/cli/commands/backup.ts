@@ -172,7 +172,7 @@ export async function fetchBackupWal(deps: BackupDeps, rec: BackupRecord, signal
     }
     const stopAt: Lsn = rec.endLsn > 0n ? rec.endLsn - 1n : 0n;
     log.info(`fetching WAL ${walFileName(from.tli, first, segSize)} to ${rec.endWal} (up to ${formatLsn(stopAt)}) for backup ${rec.backupId}`);
-    const receiver = new WalReceiver({ server, layout, catalog, logger: deps.logger, stopAt, slot, lock: false, synchronous: false, backoffCapMs: 5000 });
+    const receiver = new WalReceiver({ server, layout, catalog, logger: deps.logger, stopAt, stopAtTimeline: to.tli, slot, lock: false, synchronous: false, backoffCapMs: 5000 });
     const signals = [signal];
     if (timeoutSec > 0) signals.push(AbortSignal.timeout(timeoutSec * 1000));
     await receiver.run(AbortSignal.any(signals));

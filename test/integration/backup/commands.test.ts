@@ -8,6 +8,9 @@ import { readFile, rm, stat, truncate, writeFile, open } from 'node:fs/promises'
 import { join } from 'node:path';
 import { useCluster, versionsUnderTest, generateLoad } from '../../harness/index.js';
 import { barmants, writeTestConfig, type TestConfig } from '../../helpers/config.js';
+import { walFileName } from '../../../packages/pg-replication/src/walfile.js';
+import { Catalog } from '../../../packages/barmants/src/catalog/index.js';
+import { catalogPath } from '../../../packages/barmants/src/repository/index.js';
 
 const version = versionsUnderTest()[0]!;
 
@@ -174,5 +177,37 @@ describe(`backup commands on PostgreSQL ${version}`, () => {
     const r = await barmants(path, ['list-backups', 'pg']);
     assert.equal(r.code, 2, r.stderr);
     assert.ok(r.stderr.includes(`${path}:${line}`), r.stderr);
+  });
+
+  test('reuse against a previous backup missing a file, and a forked archive: the file is stored again, --wal still fetches its WAL', async () => {
+    // The verify test above damaged the latest backup: the next one must not link its damaged
+    // files (same checksum in the file list, different bytes on disk) but store them again.
+    let r = await barmants(cfg, ['-f', 'json', 'backup', 'pg', '--wal']);
+    assert.equal(r.code, 0, r.stderr);
+    const good = JSON.parse(r.stdout).pg;
+    assert.match(r.stderr, /differs from what was just stored .*such files are stored again/);
+    assert.equal((await barmants(cfg, ['verify-backup', 'pg', good.backup_id])).code, 0);
+    // Then one of its files is lost.
+    const [rel] = await cluster().sql<{ p: string }>(`SELECT pg_relation_filepath('barmants_load') AS p`);
+    await rm(join(base(), good.backup_id, 'data', rel!.p + '.lz4'));
+    // After a PITR fork the archive keeps the old timeline's later segments: they are not the next
+    // backup's WAL. (Recorded straight in the catalog: only their rows matter here.)
+    const catalog = Catalog.open(catalogPath(cfg.home));
+    try {
+      const segno = 0xffffn;
+      catalog.addWalSegment({
+        server: 'pg', timeline: 7, segno, name: walFileName(7, segno, 16 << 20), size: 16 << 20, storedSize: 16 << 20,
+        compression: null, checksum: '0'.repeat(64), archivedAt: new Date().toISOString(),
+      });
+    } finally {
+      catalog.close();
+    }
+    r = await barmants(cfg, ['-f', 'json', 'backup', 'pg', '--wal', '--wait-timeout', '60']);
+    assert.equal(r.code, 0, r.stderr);
+    const b = JSON.parse(r.stdout).pg;
+    assert.equal(b.status, 'DONE', r.stderr);
+    assert.match(r.stderr, new RegExp(`${rel!.p}\\.lz4 is missing; such files are stored again`));
+    const v = await barmants(cfg, ['verify-backup', 'pg', b.backup_id]);
+    assert.equal(v.code, 0, v.stdout + v.stderr);
   });
 });

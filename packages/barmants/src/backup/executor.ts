@@ -6,7 +6,7 @@
  * disk, then WAITING_FOR_WALS, then DONE once the WAL from begin to end is archived.
  */
 import { mkdirSync } from 'node:fs';
-import { mkdir, unlink } from 'node:fs/promises';
+import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   parseManifest,
@@ -116,6 +116,34 @@ async function serverFacts(sql: SqlSession): Promise<ServerFacts> {
     dataChecksums: s.get('data_checksums') === null || s.get('data_checksums') === undefined ? null : s.get('data_checksums') === 'on',
     tablespaceNames: new Map(ts.map((t) => [Number(t.oid), t.spcname])),
   };
+}
+
+/** Whether two files hold the same bytes (sizes first, then 1 MiB at a time). */
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const fa = await open(a, 'r');
+  let fb;
+  try {
+    fb = await open(b, 'r');
+  } catch (err) {
+    await fa.close();
+    throw err;
+  }
+  try {
+    const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
+    if (sa.size !== sb.size) return false;
+    if (sa.ino === sb.ino && sa.dev === sb.dev) return true;
+    const ba = Buffer.allocUnsafe(1 << 20);
+    const bb = Buffer.allocUnsafe(1 << 20);
+    for (let pos = 0; pos < sa.size; ) {
+      const want = Math.min(ba.length, sa.size - pos);
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, want, pos), fb.read(bb, 0, want, pos)]);
+      if (ra.bytesRead !== want || rb.bytesRead !== want || ba.compare(bb, 0, want, 0, want) !== 0) return false;
+      pos += want;
+    }
+    return true;
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
 }
 
 /** Key of a member for reuse and manifest lookups: the manifest's own path convention. */
@@ -229,6 +257,29 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     let dedup = 0;
     let count = 0;
     let recorded = 0;
+    let unusable = 0;
+    /**
+     * Replaces the copy just stored with a link to the previous backup's identical file, after
+     * checking that the previous file still holds exactly the bytes just stored (compression is
+     * deterministic for the same codec and level): a damaged file in the repository must not be
+     * linked into every later backup. A previous file that is gone or differs keeps the new copy
+     * (and says so once). The rename is atomic: dest is never missing.
+     */
+    const reuseStored = async (previous: string, target: string): Promise<boolean> => {
+      let why: string | null;
+      try {
+        why = (await sameBytes(previous, target)) ? null : 'differs from what was just stored (damaged, or another codec or level)';
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        why = 'is missing';
+      }
+      if (why === null) {
+        await linkDurable(previous, target);
+        return true;
+      }
+      if (unusable++ === 0) logB.warn(`reuse_backup = link: ${previous} ${why}; such files are stored again (run verify-backup on the previous backup)`);
+      return false;
+    };
     let bytesTotal: number | null = null;
     let startInfo: BackupStartInfo | null = null;
     let manifestAlg: 'CRC32C' = 'CRC32C';
@@ -278,9 +329,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
         crcs.set(key, { size: d.size, crc: d.manifestChecksum ?? '' });
         const prevFile = reuse.get(key);
         stored += d.storedSize;
-        if (prevFile && prevFile.sha256 === d.checksum && prevFile.size === d.size) {
-          await unlink(dest);
-          await linkDurable(prevFile.storedAt, dest);
+        if (prevFile && prevFile.sha256 === d.checksum && prevFile.size === d.size && (await reuseStored(prevFile.storedAt, dest))) {
           await files.add({ ...base, size: d.size, sha256: d.checksum, stored: 0, reused: true });
         } else {
           dedup += d.storedSize;

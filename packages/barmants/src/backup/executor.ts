@@ -132,8 +132,10 @@ async function sameBytes(a: string, b: string): Promise<boolean> {
     const [sa, sb] = await Promise.all([fa.stat(), fb.stat()]);
     if (sa.size !== sb.size) return false;
     if (sa.ino === sb.ino && sa.dev === sb.dev) return true;
-    const ba = Buffer.allocUnsafe(1 << 20);
-    const bb = Buffer.allocUnsafe(1 << 20);
+    // Most members are a few KiB: buffers of the file's size, up to 1 MiB.
+    const chunk = Math.min(sa.size, 1 << 20);
+    const ba = Buffer.allocUnsafe(chunk);
+    const bb = Buffer.allocUnsafe(chunk);
     for (let pos = 0; pos < sa.size; ) {
       const want = Math.min(ba.length, sa.size - pos);
       const [ra, rb] = await Promise.all([fa.read(ba, 0, want, pos), fb.read(bb, 0, want, pos)]);

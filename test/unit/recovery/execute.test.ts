@@ -91,7 +91,7 @@ describe('recover()', () => {
     return true;
   };
 
-  test('refusals change nothing: non-empty DEST, live postmaster.pid, bad target, two targets', async () => {
+  test('refusals change nothing: non-empty DEST, live postmaster.pid, bad target, two targets, bad --jobs', async () => {
     const dest = join(tmp, 'd-refuse');
     await mkdir(dest);
     await writeFile(join(dest, 'somefile'), 'x');
@@ -104,6 +104,9 @@ describe('recover()', () => {
     await assert.rejects(recover(env, opts(dest, { targetAction: 'promote' })), refuses('usage', /needs a recovery target/));
     await assert.rejects(recover(env, opts(dest, { tablespaces: ['nope:/x'] })), refuses('usage', /no tablespace named/));
     await assert.rejects(recover(env, opts(join(tmp, 'home', 'inside'))), refuses('unsafe', /overlaps the barmants repository/));
+    for (const jobs of [0, 1.5, Number.NaN]) {
+      await assert.rejects(recover(env, opts(dest, { delta: true, jobs })), refuses('usage', /--jobs .*expected a whole number/));
+    }
     assert.deepEqual(await readdir(dest), ['somefile']);
   });
 

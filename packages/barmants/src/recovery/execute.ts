@@ -337,7 +337,10 @@ export async function prepareRecovery(env: RecoverEnv, o: RecoverOptions): Promi
   const getWal = o.getWal ?? server.recoveryOptions.includes('get-wal');
   const delta = o.delta ?? server.recoveryOptions.includes('delta-restore');
   const standby = o.standbyMode === true;
-  const jobs = Math.max(1, Math.floor(o.jobs ?? 4));
+  const jobs = o.jobs ?? 4;
+  if (!Number.isInteger(jobs) || jobs < 1) {
+    throw new BarmantsError('usage', `--jobs ${String(o.jobs)}: expected a whole number of files restored in parallel, 1 or more`, { hint: 'e.g. --jobs 4' });
+  }
   if (o.targetAction !== undefined && target.kind === 'end') {
     throw new BarmantsError('usage', '--target-action needs a recovery target (--target-time, -xid, -lsn, -name or -immediate)');
   }

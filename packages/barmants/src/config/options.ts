@@ -133,7 +133,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'bandwidth_limit', scope: 'both', type: 'int', min: 0, default: '0', help: 'Maximum base backup transfer rate in kB/s (0 = unlimited).' },
   { name: 'minimum_redundancy', scope: 'both', type: 'int', min: 0, default: '0', help: 'Number of DONE backups retention never deletes.' },
   { name: 'backup_sync_method', scope: 'both', type: 'enum', allowed: ['auto', 'fsync', 'syncfs'], default: 'auto', help: 'How a finished backup is made durable before the catalog calls it complete: fsync every file and directory, or one syncfs(2) of the repository\'s file system (through `sync -f`; reports write-back errors on Linux 5.8 and later, but also flushes other data on that file system). auto: syncfs on Linux 5.8+, else fsync.' },
-  { name: 'reuse_backup', scope: 'both', type: 'enum', allowed: ['off', 'link'], default: 'off', help: 'link: hard-link files unchanged since the previous backup (Barman\'s copy is treated as off).' },
+  { name: 'reuse_backup', scope: 'both', type: 'enum', allowed: ['off', 'link'], default: 'off', help: 'link: hard-link files unchanged since the previous backup, once its copy is checked byte for byte (Barman\'s copy is treated as off).' },
   { name: 'streaming_archiver', scope: 'both', type: 'bool', default: 'false', help: 'Stream WAL continuously (receive-wal) into the repository.' },
   { name: 'archiver', scope: 'both', type: 'bool', default: 'false', help: 'archive_command shipping: accepted for compatibility, but only streaming is supported.' },
   { name: 'slot_name', scope: 'server', type: 'string', pattern: /^[0-9a-z_]+$/, default: null, help: 'Physical replication slot used by receive-wal ([0-9a-z_]).' },

@@ -44,6 +44,21 @@ function walEnvOf(cfg: TestConfig): WalEnv {
   };
 }
 
+/** Throws with the end of its log when the receive-wal child has exited. */
+function assertAlive(rx: CliChild): void {
+  if (rx.child.exitCode !== null || rx.child.signalCode !== null) throw new Error(`receive-wal exited:\n${rx.stderr().slice(-3000)}`);
+}
+
+/** Writes WAL, switches, waits until that segment is archived, then stops the receiver cleanly; returns the segment. */
+async function archiveAnotherAndStop(c: ReturnType<ReturnType<typeof useCluster>>, cfg: TestConfig, rx: CliChild): Promise<string> {
+  await generateLoad(c, { rows: 2000 });
+  const last = await writeAndSwitch(c);
+  await waitFor(() => (assertAlive(rx), withCatalog(cfg, (cat) => cat.getWalSegment('pg', last) !== null)), `${last} archived`, 60_000);
+  const stopped = await rx.stop();
+  assert.equal(stopped.code, 0, rx.stderr().slice(-3000));
+  return last;
+}
+
 /** `reconnecting in N ms` lines of the receiver's debug log, in order. */
 function reconnectDelays(stderr: string): number[] {
   return [...stderr.matchAll(/reconnecting in (\d+) ms/g)].map((m) => Number(m[1]));
@@ -80,9 +95,7 @@ describe(`network cuts between barmants and PostgreSQL ${version}`, () => {
     // -d: the debug log names each reconnection delay.
     receiver = startCliChild(cfg, ['-d', 'receive-wal', 'pg']);
     const rx = receiver;
-    const alive = (): void => {
-      if (rx.child.exitCode !== null || rx.child.signalCode !== null) throw new Error(`receive-wal exited:\n${rx.stderr().slice(-3000)}`);
-    };
+    const alive = (): void => assertAlive(rx);
     const streaming = async (): Promise<boolean> => {
       alive();
       const rows = await c.sql<{ state: string }>("SELECT state FROM pg_stat_replication WHERE application_name = 'barmants_receive_wal'");
@@ -121,12 +134,8 @@ describe(`network cuts between barmants and PostgreSQL ${version}`, () => {
       `network cuts, PostgreSQL ${version}: an outage of ${REFUSED_ATTEMPTS} refused attempts (backoff ${outage.join(', ')} ms), ` +
         `then ${CUTS} cuts mid-stream (reconnected after ${cutDelays.join(', ')} ms)`,
     );
-    await generateLoad(c, { rows: 2000 });
-    const last = await writeAndSwitch(c);
-    await waitFor(() => (alive(), withCatalog(cfg, (cat) => cat.getWalSegment('pg', last) !== null)), `${last} archived`, 60_000);
-    const stopped = await rx.stop();
+    await archiveAnotherAndStop(c, cfg, rx);
     receiver = undefined;
-    assert.equal(stopped.code, 0, rx.stderr().slice(-3000));
     assert.ok((rx.stderr().match(/streaming interrupted/g) ?? []).length >= CUTS, 'each cut was seen as an interruption');
 
     const env = walEnvOf(cfg);
@@ -189,9 +198,7 @@ describe(`network cuts between barmants and PostgreSQL ${version}`, () => {
     assert.ok(archivedBefore, 'the earlier tests archived WAL');
     const rx = startCliChild(cfg, ['receive-wal', 'pg']);
     receiver = rx;
-    const alive = (): void => {
-      if (rx.child.exitCode !== null || rx.child.signalCode !== null) throw new Error(`receive-wal exited:\n${rx.stderr().slice(-3000)}`);
-    };
+    const alive = (): void => assertAlive(rx);
     const walsender = async (): Promise<number | null> => {
       alive();
       const rows = await c.sql<{ pid: number }>("SELECT pid FROM pg_stat_replication WHERE application_name = 'barmants_receive_wal' AND state = 'streaming'");
@@ -229,12 +236,8 @@ describe(`network cuts between barmants and PostgreSQL ${version}`, () => {
           `heartbeat meanwhile: ${hb?.state} (${hb?.message}); streaming again on walsender ${pid} (was ${stalledPid}) after ${Date.now() - stalledAt} ms`,
       );
       // The archive goes on where it was, without a gap.
-      await generateLoad(c, { rows: 2000 });
-      const last = await writeAndSwitch(c);
-      await waitFor(() => (alive(), withCatalog(cfg, (cat) => cat.getWalSegment('pg', last) !== null)), `${last} archived`, 60_000);
-      const stopped = await rx.stop();
+      const last = await archiveAnotherAndStop(c, cfg, rx);
       receiver = undefined;
-      assert.equal(stopped.code, 0, rx.stderr().slice(-3000));
       const env = walEnvOf(cfg);
       try {
         const upTo = env.catalog.getWalSegment('pg', last)!;

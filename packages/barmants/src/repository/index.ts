@@ -16,7 +16,7 @@ export {
   StoreWorkerPool, hashFile, defaultStorePool, TRANSFER_BUFFER, FilePacker,
   type StoredFile, type StoredDigest, type StoreFileJob, type ReuseCandidate,
 } from './store.js';
-export { storeChunks, storeFile, hashStoredFile, PlainFileWriter } from './storing.js';
+export { storeFile, hashStoredFile, PlainFileWriter } from './storing.js';
 export {
   acquireLock, readLockOwner, ownerAlive, processStartTime, type Lock, type LockOwner, type AcquireOptions,
 } from './lock.js';

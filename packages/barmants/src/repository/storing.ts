@@ -54,7 +54,7 @@ const READ_CHUNK = 1 << 20;
 const WRITE_BATCH = 1 << 20;
 
 /** Compresses, hashes and durably writes `source` as `dest` (via dest.tmp). */
-export async function storeChunks(
+async function storeChunks(
   source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
   dest: string,
   codec: Codec,

@@ -3,10 +3,11 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  CODECS, codecFromFileName, codecSuffix, compressWhole, createCompressor, createDecompressor, stripCodecSuffix, zstdDecompressSync, type Codec,
+  CODECS, codecFromFileName, codecSuffix, compressWhole, createCompressor, decompressWhole, createDecompressor, stripCodecSuffix, zstdDecompressSync, type Codec,
 } from '../../../packages/barmants/src/repository/index.js';
 
 async function run(t: Transform, input: Buffer, chunk = 64 * 1024): Promise<Buffer> {
@@ -101,6 +102,35 @@ describe('interop with CLI tools', () => {
     const b = spawnSync('lz4', ['-c', '-BD'], { input: Buffer.from('world') }).stdout;
     const back = await run(createDecompressor('lz4'), Buffer.concat([a, b]), 3);
     assert.equal(back.toString(), 'hello world');
+  });
+  test('lz4: one frame of independent 1 MiB blocks, read by the lz4_flex frame decoder too', async () => {
+    const lz4Napi = createRequire(import.meta.url)('lz4-napi') as { decompressFrameSync(b: Buffer): Buffer };
+    // 2.5 MiB: two full blocks and a partial one; random data makes raw (uncompressed) blocks.
+    for (const data of [compressibleData(5 << 19), randomBytes(5 << 19)]) {
+      const streamed = await run(createCompressor('lz4'), data);
+      const whole = compressWhole('lz4', data);
+      for (const packed of [streamed, whole]) {
+        assert.deepEqual([...packed.subarray(0, 7)], [0x04, 0x22, 0x4d, 0x18, 0x60, 0x60, 0x51], 'standard header, 1 MiB blocks');
+        assert.equal(packed.indexOf(Buffer.from([0x04, 0x22, 0x4d, 0x18]), 4), -1, 'a single frame');
+        assert.ok(lz4Napi.decompressFrameSync(packed).equals(data));
+        assert.ok(decompressWhole('lz4', packed).equals(data));
+      }
+    }
+  });
+  test('lz4: a damaged block is an error or other bytes, never the original silently', () => {
+    const data = compressibleData(300000);
+    const packed = compressWhole('lz4', data);
+    packed[40] ^= 0xff;
+    packed[41] ^= 0xff;
+    // A flipped literal decodes to other bytes (the SHA-256 of stored files catches those); a
+    // damaged offset or length is refused by the decoder.
+    try {
+      assert.ok(!decompressWhole('lz4', packed).equals(data));
+    } catch (e) {
+      assert.match((e as Error).message, /lz4/);
+    }
+    const truncatedBlock = Buffer.concat([packed.subarray(0, 30), Buffer.alloc(4)]);
+    assert.throws(() => decompressWhole('lz4', truncatedBlock), /lz4/);
   });
   test('corrupt input is an error, not silent garbage', async () => {
     for (const codec of ['gzip', 'lz4', 'zstd'] as const) {

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BarmantsError } from '../errors/index.js';
-import { CODECS, codecSuffix, createDecompressor, decompressWhole, zstdDecompressSync, type Codec } from '../repository/codec.js';
+import { CODECS, codecSuffix, createDecompressor, decompressWhole, lz4DecompressSync, zstdDecompressSync, type Codec } from '../repository/codec.js';
 import { writeAll, writeAllSync } from '../repository/durable.js';
 import type { FileEntry } from '../backup/info.js';
 
@@ -101,8 +101,8 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
     }
   }
   if (m.size <= SMALL_MEMBER) return restoreSmallFile(job, m, target, onBytes);
-  if (opts.codec === 'none' || opts.codec === 'zstd') {
-    // Synchronous loops for these (the common codecs); gzip and lz4 use the stream path below.
+  if (isSyncCodec(opts.codec)) {
+    // Synchronous loops for these; gzip uses the stream path below.
     const stored = storedMemberPath(opts.backupDir, m, opts.codec);
     let fd: number | null = null;
     try {
@@ -208,13 +208,20 @@ function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: 
 }
 
 /**
- * Copies a stored file into `fd` with synchronous syscalls, decompressing zstd on the way: read
+ * Copies a stored file into `fd` with synchronous syscalls, decompressing zstd or lz4 on the way: read
  * 1 MiB at a time, hash, write (no stream machinery between page-cache copies). Returns the size
  * and SHA-256 of what was written; `limit` stops a file that is longer than it should be.
  */
+export type SyncCodec = 'none' | 'zstd' | 'lz4';
+
+/** The codecs decodeFileSync reads (gzip goes through node:zlib's streams). */
+export function isSyncCodec(codec: Codec): codec is SyncCodec {
+  return codec !== 'gzip';
+}
+
 export function decodeFileSync(
   srcFd: number,
-  codec: 'none' | 'zstd',
+  codec: SyncCodec,
   fd: number,
   o: { limit: number | null; onBytes?: (n: number) => void; readError: (e: unknown) => Error; tooLong: () => Error; corrupt: (e: Error) => Error },
 ): { size: number; sha256: string } {
@@ -242,7 +249,7 @@ export function decodeFileSync(
     for (let n = read(buf); n > 0; n = read(buf)) write(buf.subarray(0, n));
   } else {
     try {
-      zstdDecompressSync(read, write);
+      (codec === 'zstd' ? zstdDecompressSync : lz4DecompressSync)(read, write);
     } catch (e) {
       if (e instanceof BarmantsError) throw e;
       throw o.corrupt(e as Error);
@@ -252,7 +259,7 @@ export function decodeFileSync(
 }
 
 /** A stored member restored with decodeFileSync, checked against the file list. Takes ownership of `srcFd`. */
-function copyDecodedFile(srcFd: number, storedPath: string, codec: 'none' | 'zstd', m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
+function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCodec, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
   let fd: number;
   try {
     fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);

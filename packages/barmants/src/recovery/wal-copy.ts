@@ -16,7 +16,7 @@ import { createDecompressor, isCodec, type Codec } from '../repository/codec.js'
 import { writeAll } from '../repository/durable.js';
 import type { ServerLayout } from '../repository/layout.js';
 import type { RecoveryPlan } from './plan.js';
-import { decodeFileSync } from './restore-file.js';
+import { decodeFileSync, isSyncCodec, type SyncCodec } from './restore-file.js';
 
 export interface WalFileToCopy {
   /** name in barmants_wal/ */
@@ -105,7 +105,7 @@ export async function copyWalFiles(files: readonly WalFileToCopy[], walDir: stri
     while (failure === null && next < files.length) {
       const f = files[next++]!;
       try {
-        if (f.codec === 'none' || f.codec === 'zstd') {
+        if (isSyncCodec(f.codec)) {
           bytes += copyWalFileSync(f, join(walDir, f.name), f.codec);
           continue;
         }
@@ -128,10 +128,10 @@ export async function copyWalFiles(files: readonly WalFileToCopy[], walDir: stri
 }
 
 /**
- * One WAL file (plain or zstd) copied with synchronous syscalls and checked against its catalog
+ * One WAL file (plain, zstd or lz4) copied with synchronous syscalls and checked against its catalog
  * checksum: the stream pipeline cost ~0.2 s per 16 MB segment, which a long PITR multiplies.
  */
-function copyWalFileSync(f: WalFileToCopy, target: string, codec: 'none' | 'zstd'): number {
+function copyWalFileSync(f: WalFileToCopy, target: string, codec: SyncCodec): number {
   let src: number;
   try {
     src = openSync(f.source, constants.O_RDONLY);

@@ -9,7 +9,7 @@ export {
 } from './durable.js';
 export {
   type Codec, CODECS, isCodec, codecSuffix, codecFromFileName, stripCodecSuffix, createCompressor,
-  createDecompressor, compressWhole, decompressWhole, zstdDecompressSync, zstdFromZlib, DEFAULT_LEVELS,
+  createDecompressor, compressWhole, decompressWhole, lz4DecompressSync, zstdDecompressSync, zstdFromZlib, DEFAULT_LEVELS,
 } from './codec.js';
 export { sha256File, sha256Stream, sha256Buffers, Sha256Stream, type ContentDigest } from './checksum.js';
 export {

@@ -26,6 +26,7 @@ import type { Logger } from '../log/index.js';
 import { connectReplication, SqlSession } from '../postgres/index.js';
 import {
   acquireLock,
+  checkCatalogIdentity,
   checkIdentity,
   linkDurable,
   StoreWorkerPool,
@@ -179,6 +180,12 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     try {
       id = await rc.identifySystem();
       segSize = await rc.walSegmentSize();
+    } catch (err) {
+      await rc.close();
+      throw err;
+    }
+    try {
+      checkCatalogIdentity(catalog, server.name, id.systemId, layout.dir);
     } catch (err) {
       await rc.close();
       throw err;

@@ -119,7 +119,14 @@ export async function rebuildCatalog(catalog: Catalog, layout: ServerLayout, log
 
   const systemId = identity?.systemId ?? backups.find((b) => b.systemId)?.systemId ?? null;
   if (identity === null && backups.length === 0 && segments.length === 0) {
-    throw new BarmantsError('notFound', `nothing to rebuild for server '${layout.server}': ${layout.dir} holds no identity.json, backup or WAL`);
+    const listed = catalog.listBackups(layout.server).length;
+    const listedWal = catalog.countWalSegments(layout.server);
+    if (listed === 0 && listedWal === 0) {
+      throw new BarmantsError('notFound', `nothing to rebuild for server '${layout.server}': ${layout.dir} holds no identity.json, backup or WAL`);
+    }
+    // The directory is gone (removed by hand, or never there): the catalog forgets what it listed,
+    // and with it the old cluster's identity, so that the server can be backed up afresh.
+    log.warn(`rebuild-catalog: ${layout.dir} holds nothing; the catalog forgets the ${listed} backup(s) and ${listedWal} WAL segment(s) it listed for server '${layout.server}'`);
   }
   catalog.transaction(() => {
     catalog.upsertServer({

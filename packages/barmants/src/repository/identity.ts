@@ -101,3 +101,32 @@ export async function checkIdentity(
   }
   return { identity: known, created: false };
 }
+
+/** What checkCatalogIdentity reads from the catalog (kept narrow: the repository does not depend on it). */
+export interface CatalogServerRecords {
+  getServer(name: string): { systemId: string | null } | null;
+  listBackups(server: string): unknown[];
+  countWalSegments(server: string): number;
+}
+
+/**
+ * identity.json guards a server directory; this guards the catalog. When the directory was
+ * removed by hand, the catalog still lists the old cluster's backups and WAL: a backup or receiver
+ * of another cluster would add rows beside them (a backup of the new cluster then waited forever
+ * for WAL the catalog already "had"). Checked before anything is written.
+ */
+export function checkCatalogIdentity(catalog: CatalogServerRecords, server: string, systemId: string, dir: string): void {
+  const known = catalog.getServer(server)?.systemId ?? null;
+  if (known === null || known === systemId) return;
+  const backups = catalog.listBackups(server).length;
+  const segments = catalog.countWalSegments(server);
+  if (backups === 0 && segments === 0) return;
+  throw new BarmantsError(
+    'integrity',
+    `server ${server} now has system identifier ${systemId}, but the catalog lists ${backups} backup(s) and ${segments} WAL segment(s) of system ${known}`,
+    {
+      hint: `if ${dir} was removed on purpose, run \`barmants rebuild-catalog ${server}\` so that the catalog forgets files that are gone; ` +
+        `if conninfo points to the wrong cluster, fix it; to keep both, configure a new server section for the new cluster`,
+    },
+  );
+}

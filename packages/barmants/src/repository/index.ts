@@ -20,4 +20,6 @@ export { storeFile, hashStoredFile, PlainFileWriter } from './storing.js';
 export {
   acquireLock, readLockOwner, ownerAlive, processStartTime, type Lock, type LockOwner, type AcquireOptions,
 } from './lock.js';
-export { checkIdentity, readIdentity, type ClusterIdentity, type IdentityRecord, type IdentityCheck } from './identity.js';
+export {
+  checkIdentity, checkCatalogIdentity, readIdentity, type ClusterIdentity, type IdentityRecord, type IdentityCheck, type CatalogServerRecords,
+} from './identity.js';

@@ -19,7 +19,7 @@ import { BarmantsError, isBarmantsError } from '../errors/index.js';
 import type { Logger } from '../log/index.js';
 import { SqlSession, connectReplication, connectionFailure } from '../postgres/index.js';
 import {
-  type Codec, type Lock, type ServerLayout, acquireLock, checkIdentity, ensureDir, fsyncDir, removeDurable,
+  type Codec, type Lock, type ServerLayout, acquireLock, checkCatalogIdentity, checkIdentity, ensureDir, fsyncDir, removeDurable,
 } from '../repository/index.js';
 import { archiveHistoryFile, archivePartialSegment, archiveSegment, setAside } from './archive.js';
 import { listStreamingDir } from './getwal.js';
@@ -220,6 +220,7 @@ export class WalReceiver {
     try {
       let ident = await rc.identifySystem();
       this.segSize = await rc.walSegmentSize();
+      checkCatalogIdentity(this.catalog, this.server.name, ident.systemId, this.layout.dir);
       await checkIdentity(this.layout, { systemId: ident.systemId, pgVersion: rc.serverVersionNum, walSegmentSize: this.segSize }, {
         log: (m) => this.log.info(m),
       });
@@ -850,6 +851,7 @@ export async function resetReceiver(o: { server: ServerConfig; layout: ServerLay
     try {
       const ident = await rc.identifySystem();
       const segSize = await rc.walSegmentSize();
+      checkCatalogIdentity(o.catalog, o.server.name, ident.systemId, o.layout.dir);
       const codec = o.server.walCompression.codec as Codec;
       for (const n of await listStreamingDir(o.layout)) {
         const path = `${o.layout.streamingDir}/${n}`;

@@ -13,7 +13,7 @@ import type { Config, ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { runHooks } from '../hooks/index.js';
 import type { Logger } from '../log/index.js';
-import { writeFileDurable } from '../repository/durable.js';
+import { makeTreeDurable, writeFileDurable } from '../repository/durable.js';
 import type { ServerLayout } from '../repository/layout.js';
 import { readMembers, readStoredBackupInfo, type BackupMember, type StoredBackupInfo } from './backup-files.js';
 import {
@@ -558,6 +558,11 @@ export async function recover(env: RecoverEnv, o: RecoverOptions): Promise<Recov
     r.settings = Object.fromEntries(files.settings);
     r.modified_settings = files.modified;
     r.dangerous_settings = files.dangerous;
+    // The marker goes only once every restored byte is on disk (as the remote path's `sync`): a
+    // crash of this host after "restored" must not leave a directory that looks complete.
+    for (const root of new Set([p.dest, ...p.placements.map((t) => t.target)])) {
+      await makeTreeDurable(root, p.server.backupSyncMethod, (m) => log.warn(m));
+    }
     await clearIncomplete(p.dest);
   } catch (e) {
     error = (e as Error).message;

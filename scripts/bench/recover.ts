@@ -92,6 +92,18 @@ export async function benchRecover(
       (x): ContenderSpec => ({ name: x.name, command: x.command, run: () => restoreInto('recover-extra', x.restore), cleanup: after }),
     ),
     {
+      // barmants makes the restored files durable before it says the restore is done (one syncfs
+      // per file system); cp -a leaves them in the page cache. This is the like-for-like copy.
+      name: 'cp -a, then sync -f (durable, as barmants)',
+      command: 'cp -a COPY DEST && sync -f DEST',
+      run: async () => {
+        const err = fixtureErrors.get('cp');
+        if (err) throw new Error(err);
+        return restoreInto('recover-cpsync', (d) => runMeasured('sh', ['-c', 'cp -a "$0" "$1" && sync -f "$1"', copySrc, d]));
+      },
+      cleanup: after,
+    },
+    {
       name: 'cp -a of a pg_basebackup -Fp -X fetch copy',
       command: 'cp -a COPY DEST',
       run: async () => {

@@ -17,7 +17,7 @@ import { ReplicationError, SqlState, toReplicationError } from './errors.js';
 import { formatLsn, parseLsn, type Lsn } from './lsn.js';
 import { parseWalSegmentSize } from './walfile.js';
 import { runBaseBackup, type BaseBackupHandlers, type BaseBackupOptions, type BaseBackupResult } from './basebackup.js';
-import { WalStream, type StartReplicationOptions } from './stream.js';
+import { formatSeconds, WalStream, type StartReplicationOptions } from './stream.js';
 
 export interface SystemIdentification {
   /** 64-bit system identifier, as text (exact) */
@@ -75,6 +75,8 @@ export class ReplicationClient {
   private readonly params = new Map<string, string>();
   private lostError: ReplicationError | null = null;
   private closed = false;
+  /** see ConnectOptions.commandTimeoutMs */
+  private commandTimeoutMs = 0;
 
   private constructor(client: pg.Client) {
     this.client = client;
@@ -87,6 +89,7 @@ export class ReplicationClient {
     if (!config.ssl && !config.stream) config.stream = () => createReusedBufferSocket();
     const client = new (loadPg().Client)(config);
     const rc = new ReplicationClient(client);
+    if (typeof opts === 'object' && opts.commandTimeoutMs) rc.commandTimeoutMs = opts.commandTimeoutMs;
     const conn = (client as unknown as { connection: { on(ev: string, fn: (m: any) => void): void } }).connection;
     conn.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => rc.params.set(m.parameterName, m.parameterValue));
     // A socket error outside a command would otherwise crash the process (PROTOCOL.md §5).
@@ -128,8 +131,28 @@ export class ReplicationClient {
     return cmd;
   }
 
+  /** Runs a command that answers with rows (within commandTimeoutMs, when set). */
   async runRows(text: string): Promise<ResultSet[]> {
-    return this.run(text).done;
+    const cmd = this.run(text);
+    const ms = this.commandTimeoutMs;
+    if (!ms) return cmd.done;
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const verb = text.split(' ', 1)[0];
+        const err = new ReplicationError('connection', `no answer to ${verb} for ${formatSeconds(ms)} s: connection presumed dead`);
+        // Every later command fails the same way: the connection cannot be trusted any more.
+        this.lostError = err;
+        cmd.fail(err);
+        this.destroy();
+        reject(err);
+      }, ms);
+    });
+    try {
+      return await Promise.race([cmd.done, silent]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async identifySystem(): Promise<SystemIdentification> {
@@ -186,7 +209,9 @@ export class ReplicationClient {
 
   async dropSlot(name: string, opts: { wait?: boolean } = {}): Promise<void> {
     checkSlotName(name);
-    await this.runRows(`DROP_REPLICATION_SLOT ${quoteIdent(name)}${opts.wait ? ' WAIT' : ''}`);
+    const text = `DROP_REPLICATION_SLOT ${quoteIdent(name)}${opts.wait ? ' WAIT' : ''}`;
+    // WAIT lasts as long as another walsender holds the slot: no command timeout for it.
+    await (opts.wait ? this.run(text).done : this.runRows(text));
   }
 
   /** Takes a base backup; entries are handed to `handlers` in order, with backpressure. */

@@ -276,6 +276,12 @@ export interface ConnectOptions {
   /** passed through to node's TLS; `true` = TLS with certificate verification */
   ssl?: boolean | TlsOptions;
   connectTimeoutMs?: number;
+  /**
+   * Replication connections only: how long a simple command (IDENTIFY_SYSTEM, SHOW, slot
+   * commands, TIMELINE_HISTORY) may wait for its answer before the connection is presumed dead and
+   * dropped, as a half-open TCP connection would otherwise hold it forever. 0 or absent: no limit.
+   */
+  commandTimeoutMs?: number;
 }
 
 function sslFromConninfo(info: Conninfo): boolean | TlsOptions | undefined {

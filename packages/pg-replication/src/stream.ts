@@ -562,7 +562,7 @@ export class WalStream implements AsyncIterable<WalMessage> {
 }
 
 /** 60000 → "60", 2500 → "2.5" */
-function formatSeconds(ms: number): string {
+export function formatSeconds(ms: number): string {
   return String(Math.round(ms / 100) / 10);
 }
 

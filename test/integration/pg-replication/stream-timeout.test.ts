@@ -3,7 +3,8 @@
  * pg-replication alone: an idle but healthy server is pinged and answers, so it is never taken for
  * dead; a half-open connection (a proxy that stops forwarding without closing anything) ends the
  * stream with a connection error; a consumer slow enough to hold the socket paused for longer than
- * the timeout is not mistaken for a silent server.
+ * the timeout is not mistaken for a silent server. The same for simple commands (commandTimeoutMs):
+ * IDENTIFY_SYSTEM on a stalled connection fails instead of waiting forever.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -75,6 +76,26 @@ describe('WalStream receiveTimeoutMs', () => {
         // The connection is gone for good: no command may wait on it.
         await assert.rejects(rc.identifySystem(), (e: unknown) => e instanceof ReplicationError && e.kind === 'connection');
         console.log(`PG${version}: stalled connection noticed after ${Date.now() - stalledAt} ms (receiveTimeoutMs ${TIMEOUT_MS})`);
+      } finally {
+        rc.destroy();
+        await proxy.close();
+      }
+    });
+
+    test(`PG${version}: commandTimeoutMs: a command on a stalled connection fails, and so does every later one`, async () => {
+      const c = cluster();
+      const proxy = await TcpProxy.start({ host: c.host, port: c.port });
+      const rc = await ReplicationClient.connect({ ...repl(c, proxy.port), applicationName: 'cmd_silence', commandTimeoutMs: 1500 });
+      try {
+        assert.equal((await rc.identifySystem()).systemId.length > 0, true, 'a healthy connection answers');
+        assert.ok(proxy.stall() >= 1, 'the connection stalled');
+        const t0 = Date.now();
+        const outcome = await Promise.race([rc.identifySystem().then(() => 'answered', (e: unknown) => e), delay(30_000).then(() => 'waited')]);
+        assert.ok(outcome instanceof ReplicationError, `IDENTIFY_SYSTEM on a stalled connection: ${String(outcome)}`);
+        assert.equal(outcome.kind, 'connection');
+        assert.match(outcome.message, /no answer to IDENTIFY_SYSTEM for 1\.5 s: connection presumed dead/);
+        await assert.rejects(rc.show('wal_segment_size'), (e: unknown) => e === outcome);
+        console.log(`PG${version}: stalled command failed after ${Date.now() - t0} ms (commandTimeoutMs 1500)`);
       } finally {
         rc.destroy();
         await proxy.close();

@@ -41,6 +41,8 @@ export async function connectReplication(server: ServerConfig, role: Application
       connectionString: server.streamingConninfo ?? server.conninfo ?? '',
       passfile: server.passfile ?? undefined,
       applicationName: appName(server, role),
+      // A half-open connection must not hold IDENTIFY_SYSTEM, SHOW or a slot command forever.
+      commandTimeoutMs: server.walReceiverTimeoutMs,
     });
   } catch (err) {
     throw connectionFailure(server, 'cannot open a replication connection', err);

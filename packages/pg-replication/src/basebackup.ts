@@ -75,6 +75,11 @@ export interface MemberSink {
   end(): void | Promise<void>;
 }
 
+/**
+ * What a base backup hands its archive to. An error a handler throws (or a promise it returns
+ * rejects with) ends the backup: the connection is dropped and baseBackup() rejects with that same
+ * error, not a ReplicationError, since the server and the connection did nothing wrong.
+ */
 export interface BaseBackupHandlers {
   /** before any archive data; the stream waits while the returned promise runs */
   onStart?(info: BackupStartInfo): void | Promise<void>;
@@ -459,8 +464,9 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
     await cmd.done;
     await reader.idle();
   } catch (err) {
-    fail(err);
-    throw failure instanceof ReplicationError ? failure : err instanceof ReplicationError ? err : new ReplicationError('connection', (err as Error).message, { cause: err });
+    fail(err instanceof ReplicationError ? err : new ReplicationError('connection', (err as Error).message, { cause: err }));
+    // The first failure is the cause: a handler's own error as it threw it, else the typed error.
+    throw failure;
   }
   if (failure) throw failure;
   if (!start || !end) throw new ReplicationError('protocol', 'BASE_BACKUP ended without its start or end position');

@@ -1,7 +1,8 @@
 /*
  * pg-replication against real servers, every major in BARMANTS_TEST_PG_VERSIONS: identify system,
  * SHOW, slots, history, and the typed errors of bad input (auth, permissions, unknown slot, a
- * connection killed mid-stream). No process may be left hanging.
+ * connection killed mid-stream); a consumer's own error ends a base backup as itself. No process
+ * may be left hanging.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -109,6 +110,30 @@ describe('pg-replication protocol', { concurrency: true }, () => {
         } finally {
           await rc.close();
         }
+      });
+
+      test('a handler that throws ends the base backup with its own error, and the server lets go', async () => {
+        const rc = await ReplicationClient.connect({ ...repl(), applicationName: 'handler_fails' });
+        const disk = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        let chunks = 0;
+        try {
+          await assert.rejects(
+            rc.baseBackup({ label: 'handler fails', fastCheckpoint: true }, {
+              onMember: (e) => (e.type === 'file' && e.size > 0 ? { data: () => { chunks++; throw disk; }, end: () => undefined } : null),
+            }),
+            (e: unknown) => e === disk,
+          );
+          assert.equal(chunks, 1, 'no data after the handler failed');
+        } finally {
+          await rc.close();
+        }
+        // The walsender of the abandoned backup goes away (no backup left "in progress" on the server).
+        for (let i = 0; i < 100; i++) {
+          const n = await cluster().sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'handler_fails'`);
+          if (Number(n[0]!.n) === 0) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.fail('the walsender of the failed backup is still there after 10 s');
       });
     });
   }

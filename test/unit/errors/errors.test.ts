@@ -42,3 +42,17 @@ test('formatError treats foreign errors and non-errors as internal', () => {
   assert.equal(formatError(new TypeError('oops'), false), `barmants: error: oops\nHINT: ${ERRORS.internal.hint}`);
   assert.equal(formatError('plain', false), `barmants: error: plain\nHINT: ${ERRORS.internal.hint}`);
 });
+
+test('a system call failure that reaches the top is an I/O error, not a bug', async () => {
+  const { openSync } = await import('node:fs');
+  let enoent: unknown;
+  try {
+    openSync('/nonexistent/barmants/file', 'r');
+  } catch (e) {
+    enoent = e;
+  }
+  assert.equal(exitCodeOf(enoent), ERRORS.io.exit);
+  assert.match(formatError(enoent, false), new RegExp(`HINT: ${ERRORS.io.hint}`));
+  // An error that merely has a code is not a system call failure.
+  assert.equal(exitCodeOf(Object.assign(new Error('x'), { code: 'ENOSPC' })), ERRORS.internal.exit);
+});

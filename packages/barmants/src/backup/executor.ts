@@ -20,7 +20,7 @@ import {
 } from 'pg-replication';
 import type { BackupRecord, Catalog } from '../catalog/index.js';
 import type { ServerConfig } from '../config/index.js';
-import { BarmantsError } from '../errors/index.js';
+import { BarmantsError, isSystemError } from '../errors/index.js';
 import { runHooks } from '../hooks/index.js';
 import type { Logger } from '../log/index.js';
 import { connectReplication, SqlSession } from '../postgres/index.js';
@@ -403,6 +403,10 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
           },
         },
       );
+    } catch (err) {
+      // A write that failed under a member (ENOSPC, EIO, EACCES...) ends the stream with that error.
+      if (isSystemError(err)) throw storageError(layout, server.name, backupId, err);
+      throw err;
     } finally {
       await rc.close();
     }
@@ -546,4 +550,14 @@ async function waitForWal(catalog: Catalog, layout: ServerLayout, server: string
     }
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+/** A backup that could not be written: what failed, where, and what to do about it. */
+function storageError(layout: ServerLayout, server: string, backupId: string, err: NodeJS.ErrnoException): BarmantsError {
+  const dir = layout.backupDir(backupId);
+  const why = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? `free space on the file system holding ${layout.dir} (df -h)` : `check the file system holding ${layout.dir}`;
+  return new BarmantsError('io', `cannot write backup ${backupId} into ${dir}: ${err.message}`, {
+    cause: err,
+    hint: `${why}, then run the backup again; \`barmants delete ${server} ${backupId}\` removes what this failed backup wrote`,
+  });
 }

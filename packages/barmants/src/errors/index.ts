@@ -73,9 +73,19 @@ export function isBarmantsError(err: unknown, kind?: ErrorKind): err is Barmants
   return err instanceof BarmantsError && (kind === undefined || err.kind === kind);
 }
 
-/** The process exit status for any thrown value: foreign errors count as internal bugs. */
+/**
+ * A system call's failure (ENOSPC, EACCES, EIO, EROFS...) that reached the top without a barmants
+ * error around it: a file system problem to fix, not a bug to report.
+ */
+export function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  const e = err as NodeJS.ErrnoException | null;
+  return err instanceof Error && typeof e!.code === 'string' && /^E[A-Z0-9]+$/.test(e!.code) && typeof e!.syscall === 'string';
+}
+
+/** The process exit status for any thrown value: system call failures are I/O, other foreign errors internal bugs. */
 export function exitCodeOf(err: unknown): number {
-  return err instanceof BarmantsError ? err.exitCode : ERRORS.internal.exit;
+  if (err instanceof BarmantsError) return err.exitCode;
+  return isSystemError(err) ? ERRORS.io.exit : ERRORS.internal.exit;
 }
 
 /**
@@ -84,7 +94,7 @@ export function exitCodeOf(err: unknown): number {
  */
 export function formatError(err: unknown, debug: boolean): string {
   const message = err instanceof Error ? err.message : String(err);
-  const hint = err instanceof BarmantsError ? err.hint : ERRORS.internal.hint;
+  const hint = err instanceof BarmantsError ? err.hint : isSystemError(err) ? ERRORS.io.hint : ERRORS.internal.hint;
   const lines = [`barmants: error: ${message}`, `HINT: ${hint}`];
   if (debug) {
     let current: unknown = err;

@@ -83,6 +83,14 @@ export async function prepareBarman(bc: BenchCluster, scratch: Scratch, log: (s:
     const out = openSync(join(home, 'receive-wal.out'), 'a', 0o600);
     receiver = spawn(barman, ['-c', conf, 'receive-wal', 'bench'], { stdio: ['ignore', out, out] });
     closeSync(out);
+    // Barman waits for the segment that switch-wal closes: if pg_receivewal is not streaming yet,
+    // it may start after that segment and never receive it (seen: "WAL file ... has not been
+    // received in 120 seconds"). Switch only once its walsender is there.
+    for (let i = 0; i < 300; i++) {
+      const rows = await bc.cluster.sql<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_replication WHERE state = 'streaming' AND application_name LIKE 'barman%'`);
+      if (Number(rows[0]!.n) > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     await b('switch-wal', '--force', '--archive', '--archive-timeout', '120', 'bench');
     await b('backup', '--wait', 'bench');
     log(`barman: ${version}, one DONE backup in ${home}`);

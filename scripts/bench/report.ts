@@ -65,6 +65,7 @@ export interface BenchResults {
 export interface ContenderSpec {
   name: string;
   command: string;
+  /** round 0, 1, …; negative for warm-up rounds */
   run: (round: number) => Promise<Metrics>;
   /** runs after every attempt, success or not: delete outputs so the next run starts clean */
   cleanup?: () => Promise<void>;
@@ -73,13 +74,31 @@ export interface ContenderSpec {
 /**
  * Runs the contenders in turn, round after round (A B A B …), so drift of the machine (page cache,
  * other load, thermal) hits every contender alike. Each round's results stay paired for the ratios.
+ *
+ * `warmup` rounds run first and are not recorded. On this VM (Firecracker with virtio-balloon free
+ * page reporting) memory freed a few seconds earlier goes back to the host, and the next process
+ * to write that much pays a host fault per page: the first contender after a pause (the fixtures,
+ * another section) ran 1.5-2.4x slower than in its later rounds, whoever it was.
  */
 export async function alternate(
   base: Omit<Comparison, 'contenders'>,
   specs: ContenderSpec[],
   rounds: number,
   log: (s: string) => void,
+  warmup = 1,
 ): Promise<Comparison> {
+  for (let w = 0; w < warmup; w++) {
+    for (const spec of specs) {
+      try {
+        await spec.run(-1 - w);
+        log(`  ${base.title} · ${spec.name} · warm-up (not counted)`);
+      } catch (e) {
+        log(`  ${base.title} · ${spec.name} · warm-up failed: ${oneLine((e as Error).message)}`);
+      } finally {
+        await spec.cleanup?.().catch((e: Error) => log(`  cleanup after ${spec.name}: ${e.message}`));
+      }
+    }
+  }
   const contenders: Contender[] = specs.map((s) => ({ name: s.name, command: s.command, runs: [] }));
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < specs.length; i++) {

@@ -95,6 +95,7 @@ export async function benchWal(bc: BenchCluster, scratch: Scratch, seconds: numb
     ],
     rounds,
     log,
+    0, // a WAL run is a minute of pgbench: no warm-up round
   );
 }
 

@@ -173,6 +173,25 @@ describe('synchronous writers', () => {
     assert.equal(names.some((n) => n.startsWith('plain-aborted')), false);
   });
 
+  test('PlainFileWriter: a large file starts its write-back while written, renamed only once it finished', async () => {
+    const body = randomBytes(20 << 20); // past the 8 MiB write-back step twice
+    const dest = join(dir, 'plain-large');
+    const w = new PlainFileWriter(dest, 'NONE');
+    for (let off = 0; off < body.length; off += 1 << 20) {
+      const piece = Buffer.from(body.subarray(off, off + (1 << 20)));
+      w.write(piece);
+      piece.fill(0);
+    }
+    const pending = w.finish();
+    assert.ok(pending instanceof Promise, 'finish waits for the write-back it started');
+    assert.equal((await readdir(dir)).includes('plain-large'), false, 'not in place before the write-back settled');
+    const r = await pending;
+    assert.equal(r.size, body.length);
+    assert.equal(r.checksum, sha(body));
+    assert.equal((await readFile(dest)).equals(body), true);
+    assert.equal((await readdir(dir)).some((n) => n.startsWith('plain-large.')), false, 'no tmp left');
+  });
+
   test('storeSmall: one compressed write, 0600 over a leftover tmp, no tmp left', async () => {
     const body = Buffer.from('small file '.repeat(500));
     const dest = join(dir, 'small.gz');

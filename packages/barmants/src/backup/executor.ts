@@ -353,7 +353,7 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
         return {
           data: (chunk) => w.write(chunk),
           end: () => {
-            track(record(w.finish()));
+            track(Promise.resolve(w.finish()).then(record));
             return settle();
           },
         };

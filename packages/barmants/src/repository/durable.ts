@@ -2,7 +2,7 @@
 // After any of these functions resolves, the result survives a power loss; before, a crash leaves
 // at most a `*.tmp` file behind, never a truncated file under the final name. (TmpFile, the
 // synchronous writer, and `sync: false` commits leave the fsyncs to a later batch or syncTree.)
-import { closeSync, constants, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fdatasync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { link, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { release as osRelease } from 'node:os';
@@ -120,6 +120,7 @@ export class TmpFile {
   readonly tmpPath: string;
   private fd: number | null;
   private position = 0;
+  private readonly flushes: Promise<NodeJS.ErrnoException | null>[] = [];
 
   private constructor(readonly path: string, fd: number) {
     this.tmpPath = path + TMP_SUFFIX;
@@ -145,6 +146,28 @@ export class TmpFile {
   /** False once committed or aborted. */
   get isOpen(): boolean {
     return this.fd !== null;
+  }
+
+  /**
+   * Starts writing the file's dirty pages to disk on libuv's pool (fdatasync) and returns at once,
+   * so that the sync which makes a whole tree durable later finds less to write. commit() and
+   * abort() wait for it (see settle()): the descriptor must not be closed under it.
+   */
+  startWriteback(): void {
+    const fd = this.handle();
+    this.flushes.push(new Promise((resolve) => fdatasync(fd, (err) => resolve(err ?? null))));
+  }
+
+  /** Resolves once every startWriteback() has finished; rejects with the first error. */
+  async settle(): Promise<void> {
+    const results = await Promise.all(this.flushes.splice(0));
+    const failed = results.find((e) => e !== null);
+    if (failed) throw failed;
+  }
+
+  /** Whether startWriteback() calls are still running or unsettled. */
+  get hasWriteback(): boolean {
+    return this.flushes.length > 0;
   }
 
   /** Appends `buf`. On failure the caller aborts (see abort). */

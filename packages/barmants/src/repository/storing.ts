@@ -164,6 +164,14 @@ export class ContentSums {
 }
 
 /**
+ * Every this many bytes of a file, its write-back to disk is started in the background (fdatasync
+ * on libuv's pool, the receiving thread does not wait): the sync that makes the whole backup
+ * durable at the end then finds little left to write. pgbench scale 50, uncompressed: 3.0 s
+ * without, 2.4-2.8 s with (8 MiB; 32 MiB: 2.6-2.7 s, 128 MiB: 2.7-3.3 s); pg_basebackup 2.1-3.0 s.
+ */
+const WRITEBACK_EVERY = 8 << 20;
+
+/**
  * An uncompressed file written from the calling thread as its bytes arrive, with synchronous
  * syscalls: each chunk is hashed (SHA-256, and the manifest's algorithm when asked) and written
  * straight from the caller's buffer, which may be reused as soon as `write` returns. This is how
@@ -173,6 +181,7 @@ export class ContentSums {
 export class PlainFileWriter {
   private readonly sums: ContentSums;
   private readonly file: TmpFile;
+  private sinceWriteback = 0;
 
   constructor(dest: string, manifestChecksum?: ChecksumAlgorithm) {
     this.sums = new ContentSums(manifestChecksum);
@@ -187,10 +196,23 @@ export class PlainFileWriter {
       this.file.abort();
       throw err;
     }
+    this.sinceWriteback += chunk.length;
+    if (this.sinceWriteback >= WRITEBACK_EVERY) {
+      this.sinceWriteback = 0;
+      this.file.startWriteback();
+    }
   }
 
-  finish(): StoredFile {
-    return this.sums.stored(this.file.commit({ sync: false }));
+  /** Renames the file into place, once the write-back started for it (if any) has finished. */
+  finish(): StoredFile | Promise<StoredFile> {
+    if (!this.file.hasWriteback) return this.sums.stored(this.file.commit({ sync: false }));
+    return this.file.settle().then(
+      () => this.sums.stored(this.file.commit({ sync: false })),
+      (err: unknown) => {
+        this.file.abort();
+        throw err;
+      },
+    );
   }
 
   abort(): void {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BarmantsError } from '../errors/index.js';
 import { CODECS, codecSuffix, createDecompressor, decompressWhole, lz4DecompressSync, zstdDecompressSync, type Codec } from '../repository/codec.js';
-import { writeAll, writeAllSync } from '../repository/durable.js';
+import { startWriteback, writeAll, writeAllSync, WRITEBACK_STEP } from '../repository/durable.js';
 import type { FileEntry } from '../backup/info.js';
 
 type BackupMember = FileEntry;
@@ -258,8 +258,11 @@ export function decodeFileSync(
   return { size, sha256: hash.digest('hex') };
 }
 
-/** A stored member restored with decodeFileSync, checked against the file list. Takes ownership of `srcFd`. */
-function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCodec, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
+/**
+ * A stored member restored with decodeFileSync, checked against the file list, its write-back
+ * started every WRITEBACK_STEP bytes. Takes ownership of `srcFd`.
+ */
+async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCodec, m: BackupMember, target: string, onBytes: (n: number) => void): Promise<'written'> {
   let fd: number;
   try {
     fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -267,10 +270,19 @@ function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCodec, m:
     closeSync(srcFd);
     throw ioError(`cannot create ${target}`, e);
   }
+  const flushes: Promise<NodeJS.ErrnoException | null>[] = [];
+  let sinceWriteback = 0;
+  const written = (n: number): void => {
+    onBytes(n);
+    sinceWriteback += n;
+    if (sinceWriteback < WRITEBACK_STEP) return;
+    sinceWriteback = 0;
+    flushes.push(startWriteback(fd));
+  };
   try {
     const { size, sha256 } = decodeFileSync(srcFd, codec, fd, {
       limit: m.size,
-      onBytes,
+      onBytes: written,
       readError: (e) => ioError(`cannot read stored file ${storedPath}`, e),
       tooLong: () => integrityError(m, storedPath, `size mismatch: more than the ${m.size} bytes the file list says`),
       corrupt: (e) => integrityError(m, storedPath, `the stored file cannot be decompressed: ${e.message}`),
@@ -278,7 +290,11 @@ function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCodec, m:
     if (size !== m.size) throw integrityError(m, storedPath, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
     if (sha256 !== m.sha256) throw integrityError(m, storedPath, `checksum mismatch: sha256 ${sha256}, the file list says ${m.sha256}`);
     if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
+    const failed = (await Promise.all(flushes)).find((e) => e !== null);
+    if (failed) throw ioError(`cannot write ${target} to disk`, failed);
   } finally {
+    // Never close while a write-back may still use the descriptor (its number could be reused).
+    await Promise.all(flushes);
     closeSync(fd);
     closeSync(srcFd);
   }

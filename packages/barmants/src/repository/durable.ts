@@ -116,6 +116,22 @@ export class DurableWriter {
  * into place; `abort()` leaves nothing behind. Unlike DurableWriter, commit never fsyncs the
  * directory: these callers sync it once for a batch of files, or sync the whole tree at the end.
  */
+/**
+ * Every this many bytes of a large file being written, its write-back to disk is started in the
+ * background (startWriteback), so that the sync making a whole backup or restore durable at the
+ * end finds little left to write. pgbench scale 50 here: backup 3.0 -> 2.4-2.8 s, restore
+ * 1.6-2.1 -> 1.35-1.5 s (4, 8, 16 and 32 MiB steps alike within noise; 128 MiB worse).
+ */
+export const WRITEBACK_STEP = 8 << 20;
+
+/**
+ * Starts fdatasync(fd) on libuv's pool and returns at once; resolves with its error, or null. The
+ * caller must not close `fd` before it resolves: the number could be reused by another file.
+ */
+export function startWriteback(fd: number): Promise<NodeJS.ErrnoException | null> {
+  return new Promise((resolve) => fdatasync(fd, (err) => resolve(err ?? null)));
+}
+
 export class TmpFile {
   readonly tmpPath: string;
   private fd: number | null;
@@ -154,8 +170,7 @@ export class TmpFile {
    * abort() wait for it (see settle()): the descriptor must not be closed under it.
    */
   startWriteback(): void {
-    const fd = this.handle();
-    this.flushes.push(new Promise((resolve) => fdatasync(fd, (err) => resolve(err ?? null))));
+    this.flushes.push(startWriteback(this.handle()));
   }
 
   /** Resolves once every startWriteback() has finished; rejects with the first error. */

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { createFileChecksum, type ChecksumAlgorithm, type FileChecksum } from 'pg-replication/checksum';
 import { sha256Buffers, sha256File } from './checksum.js';
 import { compressWhole, createCompressor, createDecompressor, type Codec } from './codec.js';
-import { DurableWriter, linkDurable, TmpFile } from './durable.js';
+import { DurableWriter, linkDurable, TmpFile, WRITEBACK_STEP } from './durable.js';
 
 export interface StoredFile {
   /** sha256 hex of the uncompressed content */
@@ -164,14 +164,6 @@ export class ContentSums {
 }
 
 /**
- * Every this many bytes of a file, its write-back to disk is started in the background (fdatasync
- * on libuv's pool, the receiving thread does not wait): the sync that makes the whole backup
- * durable at the end then finds little left to write. pgbench scale 50, uncompressed: 3.0 s
- * without, 2.4-2.8 s with (8 MiB; 32 MiB: 2.6-2.7 s, 128 MiB: 2.7-3.3 s); pg_basebackup 2.1-3.0 s.
- */
-const WRITEBACK_EVERY = 8 << 20;
-
-/**
  * An uncompressed file written from the calling thread as its bytes arrive, with synchronous
  * syscalls: each chunk is hashed (SHA-256, and the manifest's algorithm when asked) and written
  * straight from the caller's buffer, which may be reused as soon as `write` returns. This is how
@@ -197,7 +189,7 @@ export class PlainFileWriter {
       throw err;
     }
     this.sinceWriteback += chunk.length;
-    if (this.sinceWriteback >= WRITEBACK_EVERY) {
+    if (this.sinceWriteback >= WRITEBACK_STEP) {
       this.sinceWriteback = 0;
       this.file.startWriteback();
     }

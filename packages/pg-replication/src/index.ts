@@ -11,7 +11,7 @@ export * from './checksum.js';
 export * from './manifest.js';
 export * from './messages.js';
 export * from './conninfo.js';
-export { ReplicationClient, parseServerVersion, quoteIdent, quoteLiteral } from './client.js';
+export { ReplicationClient, loadPg, parseServerVersion, quoteIdent, quoteLiteral } from './client.js';
 export type { SystemIdentification, SlotInfo, TimelineHistoryFile } from './client.js';
 export { buildBaseBackupCommand } from './basebackup.js';
 export type { BaseBackupOptions, BaseBackupHandlers, BaseBackupResult, BackupEntry, BackupStartInfo, MemberSink, TablespaceInfo, EntryType } from './basebackup.js';

@@ -4,14 +4,10 @@
  * server's passfile option and set application_name, and turn failures into BarmantsErrors that
  * say what to check.
  */
-import { createRequire } from 'node:module';
 import type pg from 'pg';
 
-// pg is loaded when the first connection is made, not at import: commands that never connect
-// (get-wal, list-backups, recover) start faster and smaller without it.
-let pgModule: typeof pg | undefined;
-const loadPg = (): typeof pg => (pgModule ??= createRequire(import.meta.url)('pg') as typeof pg);
-import { ReplicationClient, ReplicationError, toClientConfig, type Lsn, parseLsn } from 'pg-replication';
+// pg itself is loaded on first use, through pg-replication's loadPg (see there).
+import { loadPg, ReplicationClient, ReplicationError, toClientConfig, type Lsn, parseLsn } from 'pg-replication';
 import type { ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';
 

@@ -3,7 +3,14 @@
  * checked against the manifest the server sent (pg_verifybackup's job) while they stream in.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { crc32c } from '@node-rs/crc32';
+import { createRequire } from 'node:module';
+import type * as Crc32 from '@node-rs/crc32';
+
+// The CRC32C add-on is loaded on first use: importing it (a native module behind a CommonJS
+// loader) cost ~20 ms of every start-up, for commands that never check a manifest too.
+let crc32Module: typeof Crc32 | undefined;
+const crc32c = (input: Buffer, crc: number): number =>
+  (crc32Module ??= createRequire(import.meta.url)('@node-rs/crc32') as typeof Crc32).crc32c(input, crc);
 
 /** The manifest's `Checksum-Algorithm` names (pg_checksum_type_name). */
 export type ChecksumAlgorithm = 'NONE' | 'CRC32C' | 'SHA224' | 'SHA256' | 'SHA384' | 'SHA512';

@@ -158,7 +158,41 @@ type Pending = { kind: 'open'; tablespace: TablespaceInfo } | { kind: 'data'; bu
  * place while nothing waits; while a handler's promise is pending they are copied into a queue
  * (a socket buffer's worth, as the socket is paused) and replayed in order once it settles.
  */
+/**
+ * Where bytes that arrive while the reader waits are kept until it resumes: copies into blocks
+ * that are reused once the queue is empty, not fresh buffers. They are views of the receive
+ * buffer, which the next socket read overwrites; a fresh allocation per piece cost a compressed
+ * backup ~0.25 s of its receiving thread for ~40 MB (pgbench scale 50, lz4), mostly page faults.
+ */
+class CopyArena {
+  static readonly BLOCK = 1 << 20;
+  private readonly blocks: Buffer[] = [];
+  private block = 0;
+  private used = 0;
+
+  copy(src: Buffer): Buffer {
+    if (src.length > CopyArena.BLOCK) return Buffer.from(src);
+    if (this.used + src.length > CopyArena.BLOCK) {
+      this.block++;
+      this.used = 0;
+    }
+    let b = this.blocks[this.block];
+    if (!b) this.blocks.push((b = Buffer.allocUnsafeSlow(CopyArena.BLOCK)));
+    const view = b.subarray(this.used, this.used + src.length);
+    src.copy(view);
+    this.used += src.length;
+    return view;
+  }
+
+  /** Every copy handed out so far is dead: start again at the first block. */
+  reset(): void {
+    this.block = 0;
+    this.used = 0;
+  }
+}
+
 class ArchiveReader {
+  private readonly arena = new CopyArena();
   private parser: TarParser | null = null;
   private tablespace: TablespaceInfo | null = null;
   private sink: MemberSink | null = null;
@@ -179,8 +213,10 @@ class ArchiveReader {
   }
 
   data(buf: Buffer): void {
-    if (this.waiting || this.queue.length) this.queue.push({ kind: 'data', buf: Buffer.from(buf) });
-    else this.feed(buf, false);
+    if (this.waiting || this.queue.length) return void this.queue.push({ kind: 'data', buf: this.arena.copy(buf) });
+    // Nothing queued: no copy is alive (sinks may not keep the views they are given).
+    this.arena.reset();
+    this.feed(buf, false);
   }
 
   close(): void {
@@ -237,7 +273,7 @@ class ArchiveReader {
       return this.abort(err);
     }
     // Blocked part-way: keep the rest (copied, unless it is already ours) at the head of the queue.
-    if (n < buf.length && !this.failed) this.queue.unshift({ kind: 'data', buf: owned ? buf.subarray(n) : Buffer.from(buf.subarray(n)) });
+    if (n < buf.length && !this.failed) this.queue.unshift({ kind: 'data', buf: owned ? buf.subarray(n) : this.arena.copy(buf.subarray(n)) });
   }
 
   private onHeader(h: TarHeader): void {

@@ -7,28 +7,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rmdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { generateLoad, useCluster, versionsUnderTest } from '../../harness/index.js';
 import { barmants, writeTestConfig, type TestConfig } from '../../helpers/config.js';
+import { mountTmpfs, resizeTmpfs, unmountTmpfs, type Tmpfs } from '../../helpers/tmpfs.js';
 
-const run = promisify(execFile);
 const version = versionsUnderTest()[0]!;
-
-async function mountTmpfs(mb: number): Promise<{ dir: string } | { skip: string }> {
-  if (process.getuid?.() !== 0) return { skip: 'mounting a tmpfs needs root' };
-  const dir = await mkdtemp(join(tmpdir(), 'barmants-backupfull-'));
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', `size=${mb}m,mode=0700`, 'tmpfs', dir]);
-    return { dir };
-  } catch (err) {
-    await rmdir(dir).catch(() => undefined);
-    return { skip: `mount -t tmpfs is not permitted here: ${(err as Error).message.trim().split('\n').pop()}` };
-  }
-}
 
 /** Every path under `dir` (relative), directories included. */
 async function walk(dir: string, rel = ''): Promise<string[]> {
@@ -43,23 +28,19 @@ async function walk(dir: string, rel = ''): Promise<string[]> {
 
 describe(`base backup on a full disk (PostgreSQL ${version})`, () => {
   const cluster = useCluster({ version, name: `backupfull${version}` });
-  let mnt: { dir: string } | { skip: string };
+  let mnt: Tmpfs | undefined;
   let cfg: TestConfig | undefined;
   before(async () => {
     // Smaller than the cluster (an initdb'd cluster alone is over 20 MB; the load adds more).
-    mnt = await mountTmpfs(12);
+    mnt = await mountTmpfs(12, 'barmants-backupfull-');
   });
   after(async () => {
     await cfg?.cleanup();
-    if (mnt && 'dir' in mnt) {
-      const dir = mnt.dir;
-      await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
-      await rmdir(dir).catch(() => undefined);
-    }
+    await unmountTmpfs(mnt);
   });
 
   test('fails with the reason, recorded FAILED, no temporary file left; works once space is back', async (t) => {
-    if ('skip' in mnt) return t.skip(mnt.skip);
+    if (!mnt || 'skip' in mnt) return t.skip(mnt?.skip);
     const dir = mnt.dir;
     await generateLoad(cluster(), { rows: 60_000 });
     cfg = await writeTestConfig(cluster(), { options: { backup_directory: join(dir, 'pg'), backup_compression: 'none' } });
@@ -81,7 +62,7 @@ describe(`base backup on a full disk (PostgreSQL ${version})`, () => {
     assert.deepEqual(leftovers, [], 'no temporary file is left on the full file system');
     assert.equal((await barmants(cfg, ['recover', 'pg', failedId, join(dir, 'never')])).code === 0, false, 'a FAILED backup is not restorable');
 
-    await run('mount', ['-o', 'remount,size=400m', dir]);
+    await resizeTmpfs(dir, 400);
     const ok = await barmants(cfg, ['backup', 'pg', '--wal']);
     assert.equal(ok.code, 0, ok.stderr);
     const v = await barmants(cfg, ['verify-backup', 'pg', 'latest']);

@@ -7,33 +7,17 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, open, readFile, readdir, rmdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { parseLsn, segmentOf, segmentOffset, segmentStart, walFileName } from 'pg-replication';
 import { useCluster, versionsUnderTest, type Cluster } from '../../harness/index.js';
 import { WalReceiver } from '../../../packages/barmants/src/wal/index.js';
+import { mountTmpfs, resizeTmpfs, unmountTmpfs, type Tmpfs } from '../../helpers/tmpfs.js';
 import { compareWithServer, waitFor, walEnv, writeAndSwitch, type WalEnv } from './helpers.js';
 
-const run = promisify(execFile);
 const version = versionsUnderTest().includes(15) ? 15 : versionsUnderTest()[0]!;
 const SEG = 1 << 20;
-
-/** Mounts a tmpfs of `mb` MB on a fresh directory, or returns why it cannot. */
-async function mountTmpfs(mb: number): Promise<{ dir: string } | { skip: string }> {
-  if (process.getuid?.() !== 0) return { skip: 'mounting a tmpfs needs root' };
-  const dir = await mkdtemp(join(tmpdir(), 'barmants-fulldisk-'));
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', `size=${mb}m,mode=0700`, 'tmpfs', dir]);
-    return { dir };
-  } catch (err) {
-    await rmdir(dir).catch(() => undefined);
-    return { skip: `mount -t tmpfs is not permitted here: ${(err as Error).message.trim().split('\n').pop()}` };
-  }
-}
 
 /** What the server was last told is flushed: a physical slot's restart_lsn follows our flush feedback. */
 async function reportedFlush(c: Cluster): Promise<bigint> {
@@ -66,24 +50,20 @@ async function assertFlushOnDisk(env: WalEnv, c: Cluster, flushed: bigint): Prom
 
 describe(`WAL receiver on a full disk (PostgreSQL ${version})`, () => {
   const cluster = useCluster({ version, walSegmentSizeMB: 1, conf: ['wal_keep_size = 1024'] });
-  let mnt: { dir: string } | { skip: string };
+  let mnt: Tmpfs | undefined;
   let env: WalEnv | undefined;
   before(async () => {
     // 4 MB: three archived 1 MB segments, then the fourth partial cannot be written whole.
     mnt = await mountTmpfs(4);
-    if ('dir' in mnt) env = await walEnv(cluster(), { compression: 'none', extra: [`backup_directory = ${join(mnt.dir, 'pg')}`] });
+    if (mnt && 'dir' in mnt) env = await walEnv(cluster(), { compression: 'none', extra: [`backup_directory = ${join(mnt.dir, 'pg')}`] });
   });
   after(async () => {
     await env?.cleanup();
-    if (mnt && 'dir' in mnt) {
-      const dir = mnt.dir;
-      await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
-      await rmdir(dir).catch(() => undefined);
-    }
+    await unmountTmpfs(mnt);
   });
 
   test('reports the error, acknowledges only what is on disk, retries, and resumes without a gap once space is freed', async (t) => {
-    if ('skip' in mnt) return t.skip(mnt.skip);
+    if (!mnt || 'skip' in mnt) return t.skip(mnt?.skip);
     const e = env!;
     const c = cluster();
     const ac = new AbortController();
@@ -122,7 +102,7 @@ describe(`WAL receiver on a full disk (PostgreSQL ${version})`, () => {
       assert.equal(partials.length, 1, `the partial is kept: ${partials.join(' ')}`);
 
       // Free space: grow the tmpfs. The receiver finishes the partial and goes on.
-      await run('mount', ['-o', 'remount,size=64m', (mnt as { dir: string }).dir]);
+      await resizeTmpfs((mnt as { dir: string }).dir, 64);
       const next = await writeAndSwitch(c);
       await waitFor(`${next} archived once space is back`, () => (check(), e.catalog.getWalSegment('pg', next) !== null), 120_000);
       assert.equal(e.catalog.getHeartbeat('pg')?.state, 'streaming');

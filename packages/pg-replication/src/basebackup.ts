@@ -35,6 +35,13 @@ export interface BaseBackupOptions {
   manifestChecksums?: ChecksumAlgorithm;
   /** verify data page checksums on the server; default true */
   verifyChecksums?: boolean;
+  /**
+   * While the server sends the archive, a connection that delivers nothing for this long is
+   * presumed dead (half-open: packets dropped, no reset) and the backup fails with a connection
+   * error. Time a handler holds the stream (a returned promise) does not count, nor the server's
+   * checkpoint before the copy or its work after it. 0 or absent: no limit.
+   */
+  receiveTimeoutMs?: number;
 }
 
 export interface TablespaceInfo {
@@ -149,15 +156,14 @@ class SocketGate {
   release(): void {
     if (this.reasons > 0 && --this.reasons === 0) this.conn()?.stream.resume();
   }
+  /** Whether the consumer holds the socket paused. */
+  get held(): boolean {
+    return this.reasons > 0;
+  }
 }
 
 type Pending = { kind: 'open'; tablespace: TablespaceInfo } | { kind: 'data'; buf: Buffer } | { kind: 'close' };
 
-/**
- * The archives of one backup, one after another, into the caller's handlers. Bytes are parsed in
- * place while nothing waits; while a handler's promise is pending they are copied into a queue
- * (a socket buffer's worth, as the socket is paused) and replayed in order once it settles.
- */
 /**
  * Where bytes that arrive while the reader waits are kept until it resumes: copies into blocks
  * that are reused once the queue is empty, not fresh buffers. They are views of the receive
@@ -191,6 +197,11 @@ class CopyArena {
   }
 }
 
+/**
+ * The archives of one backup, one after another, into the caller's handlers. Bytes are parsed in
+ * place while nothing waits; while a handler's promise is pending they are copied into a queue
+ * (a socket buffer's worth, as the socket is paused) and replayed in order once it settles.
+ */
 class ArchiveReader {
   private readonly arena = new CopyArena();
   private parser: TarParser | null = null;
@@ -383,6 +394,21 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
     rc.destroy();
   };
   const reader = new ArchiveReader(handlers, gate, fail);
+
+  // Silence watch (opts.receiveTimeoutMs): only while a copy is open and nothing holds the stream.
+  const silenceMs = opts.receiveTimeoutMs ?? 0;
+  let copying = false;
+  let lastHeard = Date.now();
+  let watch: NodeJS.Timeout | null = null;
+  const heard = () => {
+    lastHeard = Date.now();
+  };
+  const checkSilence = () => {
+    if (!copying || gate.held || failure) return heard();
+    if (Date.now() - lastHeard < silenceMs) return;
+    const s = String(Math.round(silenceMs / 100) / 10);
+    fail(new ReplicationError('connection', `no data from the server for ${s} s during the base backup copy: connection presumed dead`));
+  };
   const openArchive = (t: TablespaceInfo) => {
     reader.open(t);
     inArchive = true;
@@ -426,6 +452,9 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
 
   const onCopyStart = (_mode: 'out' | 'both', c: PgConnection) => {
     conn = c;
+    copying = true;
+    heard();
+    if (silenceMs > 0 && !watch) watch = setInterval(checkSilence, Math.max(50, Math.min(1000, silenceMs / 4)));
     if (copyCount++ === 0) {
       if (!start) throw new ReplicationError('protocol', 'BASE_BACKUP sent data before its start position');
       const info: BackupStartInfo = { startLsn: start.lsn, timeline: start.tli, tablespaces };
@@ -448,6 +477,7 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
   let gathered: Buffer[] = [];
   const onCopyDataPart = (piece: Buffer, offset: number, totalLength: number) => {
     if (failure) return;
+    lastHeard = Date.now();
     if (legacy) return archiveData(piece);
     let p = piece;
     if (offset === 0) {
@@ -491,6 +521,7 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
   };
 
   const onCopyDone = () => {
+    copying = false;
     if (legacy && inManifest) return;
     closeArchive();
   };
@@ -503,6 +534,8 @@ export async function runBaseBackup(rc: ReplicationClient, opts: BaseBackupOptio
     fail(err instanceof ReplicationError ? err : new ReplicationError('connection', (err as Error).message, { cause: err }));
     // The first failure is the cause: a handler's own error as it threw it, else the typed error.
     throw failure;
+  } finally {
+    if (watch) clearInterval(watch);
   }
   if (failure) throw failure;
   if (!start || !end) throw new ReplicationError('protocol', 'BASE_BACKUP ended without its start or end position');

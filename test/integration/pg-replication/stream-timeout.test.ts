@@ -4,7 +4,9 @@
  * dead; a half-open connection (a proxy that stops forwarding without closing anything) ends the
  * stream with a connection error; a consumer slow enough to hold the socket paused for longer than
  * the timeout is not mistaken for a silent server. The same for simple commands (commandTimeoutMs):
- * IDENTIFY_SYSTEM on a stalled connection fails instead of waiting forever.
+ * IDENTIFY_SYSTEM on a stalled connection fails instead of waiting forever; and for a base backup
+ * (BaseBackupOptions.receiveTimeoutMs): a copy stalled mid-way fails, a handler holding a member
+ * longer than the timeout does not.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -138,6 +140,52 @@ describe('WalStream receiveTimeoutMs', () => {
         assert.equal(end.reason, 'stopped');
       } finally {
         await rc.close();
+      }
+    });
+
+    test(`PG${version}: base backup: a stall mid-copy fails it; a handler holding a member longer than the timeout does not`, async () => {
+      const c = cluster();
+      // A handler that sits on one member for 1.5 timeouts: the socket is paused, not silent.
+      const rc1 = await ReplicationClient.connect({ ...repl(c), applicationName: 'bb_slow' });
+      try {
+        let held = false;
+        const r = await rc1.baseBackup({ label: 'slow handler', fastCheckpoint: true, receiveTimeoutMs: TIMEOUT_MS }, {
+          onMember: (e) => {
+            if (held || e.type !== 'file' || e.size === 0) return null;
+            held = true;
+            return delay(1.5 * TIMEOUT_MS).then(() => null);
+          },
+        });
+        assert.ok(held && r.bytes > 0, 'the backup completed after the long hold');
+      } finally {
+        await rc1.close();
+      }
+
+      const proxy = await TcpProxy.start({ host: c.host, port: c.port });
+      const rc = await ReplicationClient.connect({ ...repl(c, proxy.port), applicationName: 'bb_stall' });
+      try {
+        let stalled = false;
+        const t0 = Date.now();
+        const outcome = await Promise.race([
+          rc.baseBackup({ label: 'stalled', fastCheckpoint: true, receiveTimeoutMs: TIMEOUT_MS }, {
+            onMember: (e) => {
+              if (!stalled && e.type === 'file') {
+                stalled = true;
+                assert.ok(proxy.stall() >= 1);
+              }
+              return null;
+            },
+          }).then(() => 'completed', (e: unknown) => e),
+          delay(30_000).then(() => 'waited'),
+        ]);
+        assert.ok(stalled, 'the proxy was stalled mid-copy');
+        assert.ok(outcome instanceof ReplicationError, `a stalled base backup: ${String(outcome)}`);
+        assert.equal(outcome.kind, 'connection');
+        assert.match(outcome.message, /no data from the server for 2 s during the base backup copy: connection presumed dead/);
+        console.log(`PG${version}: stalled base backup failed after ${Date.now() - t0} ms (receiveTimeoutMs ${TIMEOUT_MS})`);
+      } finally {
+        rc.destroy();
+        await proxy.close();
       }
     });
   });

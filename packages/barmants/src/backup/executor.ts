@@ -390,6 +390,8 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
           fastCheckpoint: opts.immediateCheckpoint ?? server.immediateCheckpoint,
           maxRateKbps: server.bandwidthLimitKbps > 0 ? Math.max(32, server.bandwidthLimitKbps) : undefined,
           manifestChecksums: manifestAlg,
+          // A connection gone half-open mid-copy must not hold the backup (and its lock) forever.
+          receiveTimeoutMs: server.walReceiverTimeoutMs,
         },
         {
           onStart(info) {

@@ -143,7 +143,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'wal_flush_interval', scope: 'both', type: 'duration', unit: 'ms', min: 1, default: '200 ms', help: 'How often streamed WAL is fsynced and acknowledged.' },
   {
     name: 'wal_receiver_timeout', scope: 'both', type: 'duration', unit: 'ms', min: 0, default: '60 seconds',
-    help: "Like PostgreSQL's wal_receiver_timeout: the WAL receiver asks a silent server for a keepalive after half of it, and after all of it without a message presumes the connection dead (half-open: packets dropped, no reset) and reconnects. Also bounds each replication command (IDENTIFY_SYSTEM, SHOW, slot commands) of receive-wal and backup. 0 disables.",
+    help: "Like PostgreSQL's wal_receiver_timeout: the WAL receiver asks a silent server for a keepalive after half of it, and after all of it without a message presumes the connection dead (half-open: packets dropped, no reset) and reconnects. Also bounds each replication command (IDENTIFY_SYSTEM, SHOW, slot commands) of receive-wal and backup, and the silence of a base backup's copy. 0 disables.",
   },
   { name: 'retention_policy', scope: 'both', type: 'retention', default: null, help: 'REDUNDANCY n, or RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS.' },
   { name: 'wal_retention_policy', scope: 'both', type: 'enum', allowed: ['main'], default: 'main', help: 'Only main: WAL follows the base backups kept.' },

@@ -131,3 +131,24 @@ test('progress: rate, fraction and ETA', () => {
   assert.equal(describeProgress(v), 'copied 20.0 MiB of ~100.0 MiB (20%), 10.0 MiB/s, ETA 00:08');
   assert.equal(t.update({ bytesDone: 5, bytesTotal: null }).etaSeconds, null);
 });
+
+test('naming a backup that leads nowhere says what the server has instead', async () => {
+  const { resolveBackupRef } = await import('../../../packages/barmants/src/backup/resolve.js');
+  const s = await setup(1);
+  const fails = (ref: string, message: RegExp, hint: RegExp) =>
+    assert.throws(() => resolveBackupRef(s.catalog, 'pg', ref), (e: unknown) => isBarmantsError(e, 'notFound') && message.test(e.message) && hint.test(e.hint));
+  try {
+    fails('latest', /^server 'pg' has no backup yet$/, /barmants backup pg/);
+    await s.add('20261127T101500', 5, 'FAILED');
+    const waiting = await s.add('20261128T101500', 7, 'WAITING_FOR_WALS');
+    fails('latest', /no DONE backup for 'latest': the newest, 20261128T101500, is WAITING_FOR_WALS \(and 1 other\(s\), none DONE\)/, /receive-wal pg.*--wal/);
+    fails('oldest', /the newest, 20261128T101500, is WAITING_FOR_WALS/, /show-backup pg 20261128T101500/);
+    fails('nightly', /^unknown backup 'nightly' for server 'pg'$/, /list-backups pg/);
+    assert.equal(resolveBackupRef(s.catalog, 'pg', 'last-failed').backupId, '20261127T101500');
+    assert.equal(resolveBackupRef(s.catalog, 'pg', waiting.backupId).status, 'WAITING_FOR_WALS', 'an id names any backup');
+    await s.add('20261129T101500', 9, 'DONE');
+    assert.equal(resolveBackupRef(s.catalog, 'pg', 'latest').backupId, '20261129T101500');
+  } finally {
+    await s.cleanup();
+  }
+});

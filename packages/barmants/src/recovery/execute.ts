@@ -12,6 +12,7 @@ import type { Catalog, BackupRecord } from '../catalog/index.js';
 import type { Config, ServerConfig } from '../config/index.js';
 import { BarmantsError } from '../errors/index.js';
 import { runHooks } from '../hooks/index.js';
+import { resolveBackupRef } from '../backup/resolve.js';
 import type { Logger } from '../log/index.js';
 import { makeTreeDurable, writeFileDurable } from '../repository/durable.js';
 import type { ServerLayout } from '../repository/layout.js';
@@ -268,10 +269,7 @@ export async function prepareRecovery(env: RecoverEnv, o: RecoverOptions): Promi
 
   let resolved: BackupRecord | null = null;
   if (o.backupRef !== null) {
-    resolved = catalog.resolveBackupId(server.name, o.backupRef);
-    if (resolved === null) {
-      throw new BarmantsError('notFound', `backup ${o.backupRef} of server '${server.name}' does not exist`, { hint: `run \`barmants list-backups ${server.name}\`` });
-    }
+    resolved = resolveBackupRef(catalog, server.name, o.backupRef);
   }
   const records = catalog.listBackups(server.name);
   const zone = (): string => {

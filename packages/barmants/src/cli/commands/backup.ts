@@ -29,18 +29,13 @@ import { WalReceiver, listStreamingDir } from '../../wal/index.js';
 import type { Context } from '../context.js';
 import { createProgressDisplay } from '../progress.js';
 import type { CommandSpec } from './spec.js';
+import { resolveBackupRef } from '../../backup/resolve.js';
 
 // ------------------------------------------------------------------ shared helpers
 
 /** The backup an operator named (id, name, latest/last, oldest/first, last-failed). */
 export function resolveBackup(catalog: Catalog, server: string, ref: string): BackupRecord {
-  const rec = catalog.resolveBackupId(server, ref);
-  if (!rec) {
-    throw new BarmantsError('notFound', `unknown backup '${ref}' for server '${server}'`, {
-      hint: `list the backups with \`barmants list-backups ${server}\` (latest/oldest only name DONE backups)`,
-    });
-  }
-  return rec;
+  return resolveBackupRef(catalog, server, ref);
 }
 
 /** Python's time.ctime() in local time: `Tue Nov 24 20:04:31 2026`. */

@@ -110,13 +110,6 @@ export class DurableWriter {
 }
 
 /**
- * The synchronous twin of DurableWriter, for the paths that write many files in a tight loop (the
- * store workers, an uncompressed backup's members): there, a thread-pool hop per open, write,
- * close and rename cost more than the syscalls. Bytes go to `<path>.tmp`; `commit()` renames them
- * into place; `abort()` leaves nothing behind. Unlike DurableWriter, commit never fsyncs the
- * directory: these callers sync it once for a batch of files, or sync the whole tree at the end.
- */
-/**
  * Every this many bytes of a large file being written, its write-back to disk is started in the
  * background (startWriteback), so that the sync making a whole backup or restore durable at the
  * end finds little left to write. pgbench scale 50 here: backup 3.0 -> 2.4-2.8 s, restore
@@ -132,6 +125,13 @@ export function startWriteback(fd: number): Promise<NodeJS.ErrnoException | null
   return new Promise((resolve) => fdatasync(fd, (err) => resolve(err ?? null)));
 }
 
+/**
+ * The synchronous twin of DurableWriter, for the paths that write many files in a tight loop (the
+ * store workers, an uncompressed backup's members): there, a thread-pool hop per open, write,
+ * close and rename cost more than the syscalls. Bytes go to `<path>.tmp`; `commit()` renames them
+ * into place; `abort()` leaves nothing behind. Unlike DurableWriter, commit never fsyncs the
+ * directory: these callers sync it once for a batch of files, or sync the whole tree at the end.
+ */
 export class TmpFile {
   readonly tmpPath: string;
   private fd: number | null;
@@ -166,8 +166,10 @@ export class TmpFile {
 
   /**
    * Starts writing the file's dirty pages to disk on libuv's pool (fdatasync) and returns at once,
-   * so that the sync which makes a whole tree durable later finds less to write. commit() and
-   * abort() wait for it (see settle()): the descriptor must not be closed under it.
+   * so that the sync which makes a whole tree durable later finds less to write. Call settle()
+   * before commit(), which refuses to close the descriptor under a running write-back. abort()
+   * closes at once: a write-back still queued may then sync whatever file reuses the number,
+   * which is harmless, and its result no longer matters.
    */
   startWriteback(): void {
     this.flushes.push(startWriteback(this.handle()));
@@ -196,6 +198,7 @@ export class TmpFile {
    * written. The directory's fsync, and with `sync: false` the file's, are the caller's.
    */
   commit(opts: { sync: boolean }): number {
+    if (this.flushes.length) throw new Error(`internal: ${this.path} committed before its write-back settled`);
     const fd = this.handle();
     this.fd = null;
     try {

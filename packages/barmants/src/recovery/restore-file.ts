@@ -207,11 +207,6 @@ function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: 
   return 'written';
 }
 
-/**
- * Copies a stored file into `fd` with synchronous syscalls, decompressing zstd or lz4 on the way: read
- * 1 MiB at a time, hash, write (no stream machinery between page-cache copies). Returns the size
- * and SHA-256 of what was written; `limit` stops a file that is longer than it should be.
- */
 export type SyncCodec = 'none' | 'zstd' | 'lz4';
 
 /** The codecs decodeFileSync reads (gzip goes through node:zlib's streams). */
@@ -219,6 +214,11 @@ export function isSyncCodec(codec: Codec): codec is SyncCodec {
   return codec !== 'gzip';
 }
 
+/**
+ * Copies a stored file into `fd` with synchronous syscalls, decompressing zstd or lz4 on the way:
+ * read 1 MiB at a time, hash, write (no stream machinery between page-cache copies). Returns the size
+ * and SHA-256 of what was written; `limit` stops a file that is longer than it should be.
+ */
 export function decodeFileSync(
   srcFd: number,
   codec: SyncCodec,

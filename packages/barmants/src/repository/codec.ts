@@ -253,6 +253,7 @@ type Lz4State =
   | { kind: 'contentChecksum' }
   | { kind: 'skip'; remaining: number };
 
+/** The lz4 decompressor as a Transform: an Lz4FrameReader fed from the stream. */
 class Lz4FrameDecompressor extends Transform {
   private readonly reader = new Lz4FrameReader();
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BarmantsError } from '../errors/index.js';
 import { CODECS, codecSuffix, createDecompressor, decompressWhole, lz4DecompressSync, zstdDecompressSync, type Codec } from '../repository/codec.js';
-import { startWriteback, writeAll, writeAllSync, WRITEBACK_STEP } from '../repository/durable.js';
+import { writeAll, writeAllSync, Writeback } from '../repository/durable.js';
 import type { FileEntry } from '../backup/info.js';
 
 type BackupMember = FileEntry;
@@ -260,7 +260,7 @@ export function decodeFileSync(
 
 /**
  * A stored member restored with decodeFileSync, checked against the file list, its write-back
- * started every WRITEBACK_STEP bytes. Takes ownership of `srcFd`.
+ * started while it is written (Writeback). Takes ownership of `srcFd`.
  */
 async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCodec, m: BackupMember, target: string, onBytes: (n: number) => void): Promise<'written'> {
   let fd: number;
@@ -270,14 +270,10 @@ async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCod
     closeSync(srcFd);
     throw ioError(`cannot create ${target}`, e);
   }
-  const flushes: Promise<NodeJS.ErrnoException | null>[] = [];
-  let sinceWriteback = 0;
+  const writeback = new Writeback(fd);
   const written = (n: number): void => {
     onBytes(n);
-    sinceWriteback += n;
-    if (sinceWriteback < WRITEBACK_STEP) return;
-    sinceWriteback = 0;
-    flushes.push(startWriteback(fd));
+    writeback.wrote(n);
   };
   try {
     const { size, sha256 } = decodeFileSync(srcFd, codec, fd, {
@@ -290,11 +286,12 @@ async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCod
     if (size !== m.size) throw integrityError(m, storedPath, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
     if (sha256 !== m.sha256) throw integrityError(m, storedPath, `checksum mismatch: sha256 ${sha256}, the file list says ${m.sha256}`);
     if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
-    const failed = (await Promise.all(flushes)).find((e) => e !== null);
-    if (failed) throw ioError(`cannot write ${target} to disk`, failed);
+    await writeback.settle().catch((e: unknown) => {
+      throw ioError(`cannot write ${target} to disk`, e);
+    });
   } finally {
     // Never close while a write-back may still use the descriptor (its number could be reused).
-    await Promise.all(flushes);
+    await writeback.settle().catch(() => undefined);
     closeSync(fd);
     closeSync(srcFd);
   }

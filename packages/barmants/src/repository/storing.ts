@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { createFileChecksum, type ChecksumAlgorithm, type FileChecksum } from 'pg-replication/checksum';
 import { sha256Buffers, sha256File } from './checksum.js';
 import { compressWhole, createCompressor, createDecompressor, type Codec } from './codec.js';
-import { DurableWriter, linkDurable, TmpFile, WRITEBACK_STEP } from './durable.js';
+import { DurableWriter, linkDurable, TmpFile } from './durable.js';
 
 export interface StoredFile {
   /** sha256 hex of the uncompressed content */
@@ -173,11 +173,12 @@ export class ContentSums {
 export class PlainFileWriter {
   private readonly sums: ContentSums;
   private readonly file: TmpFile;
-  private sinceWriteback = 0;
 
   constructor(dest: string, manifestChecksum?: ChecksumAlgorithm) {
     this.sums = new ContentSums(manifestChecksum);
     this.file = TmpFile.open(dest);
+    // Large members' write-back starts while they arrive (see Writeback).
+    this.file.startWriteback();
   }
 
   write(chunk: Uint8Array): void {
@@ -187,11 +188,6 @@ export class PlainFileWriter {
     } catch (err) {
       this.file.abort();
       throw err;
-    }
-    this.sinceWriteback += chunk.length;
-    if (this.sinceWriteback >= WRITEBACK_STEP) {
-      this.sinceWriteback = 0;
-      this.file.startWriteback();
     }
   }
 

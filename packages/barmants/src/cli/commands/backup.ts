@@ -33,11 +33,6 @@ import { resolveBackupRef } from '../../backup/resolve.js';
 
 // ------------------------------------------------------------------ shared helpers
 
-/** The backup an operator named (id, name, latest/last, oldest/first, last-failed). */
-export function resolveBackup(catalog: Catalog, server: string, ref: string): BackupRecord {
-  return resolveBackupRef(catalog, server, ref);
-}
-
 /** Python's time.ctime() in local time: `Tue Nov 24 20:04:31 2026`. */
 export function ctime(iso: string | null): string {
   if (!iso) return '-';
@@ -315,7 +310,7 @@ const showBackup: CommandSpec = {
   async handler(args, ctx) {
     const server = ctx.server(args.server as string);
     const catalog = ctx.catalog();
-    const rec = resolveBackup(catalog, server.name, String(args.backup_id));
+    const rec = resolveBackupRef(catalog, server.name, String(args.backup_id));
     const f = backupFacts(server, catalog).find((x) => x.rec.backupId === rec.backupId)!;
     const requiredSize = sum(f.required);
     const copySeconds = Number(rec.info.copy_seconds ?? 0);
@@ -398,7 +393,7 @@ const listFiles: CommandSpec = {
     const server = ctx.server(args.server as string);
     const catalog = ctx.catalog();
     const layout = ctx.layout(server);
-    const rec = resolveBackup(catalog, server.name, String(args.backup_id));
+    const rec = resolveBackupRef(catalog, server.name, String(args.backup_id));
     const target = args.target as 'data' | 'wal' | 'standalone' | 'full';
     const files: string[] = [];
     if (target !== 'wal') {
@@ -423,7 +418,7 @@ const del: CommandSpec = {
   async handler(args, ctx) {
     const server = ctx.server(args.server as string);
     const catalog = ctx.catalog();
-    const rec = resolveBackup(catalog, server.name, String(args.backup_id));
+    const rec = resolveBackupRef(catalog, server.name, String(args.backup_id));
     const r = await deleteBackup({ server, layout: ctx.layout(server), catalog, logger: ctx.logger, configFiles: ctx.config.files }, rec);
     const text = [`Deleting backup ${r.backupId} for server ${server.name}`];
     if (r.walRemoved.length) text.push('Delete associated WAL segments:', ...r.walRemoved.map((n) => `\t${n}`));
@@ -445,7 +440,7 @@ const keep: CommandSpec = {
     if (given !== 1) throw new BarmantsError('usage', 'keep needs exactly one of --target full|standalone, --release or --status');
     const server = ctx.server(args.server as string);
     const catalog = ctx.catalog();
-    let rec = resolveBackup(catalog, server.name, String(args.backup_id));
+    let rec = resolveBackupRef(catalog, server.name, String(args.backup_id));
     if (!args.status) rec = await setKeep(catalog, ctx.layout(server), rec, args.release ? null : (args.target as KeepTarget));
     const status = keepStatus(rec);
     return result({ server: server.name, backup_id: rec.backupId, keep: status }, `Keep: ${status}`);
@@ -458,7 +453,7 @@ const verify: CommandSpec = {
   describe: 're-read every stored file of a backup and check it against its recorded checksum and size',
   async handler(args, ctx) {
     const server = ctx.server(args.server as string);
-    const rec = resolveBackup(ctx.catalog(), server.name, String(args.backup_id));
+    const rec = resolveBackupRef(ctx.catalog(), server.name, String(args.backup_id));
     if (rec.status === 'STARTED' || rec.status === 'DELETING') {
       throw new BarmantsError('usage', `backup ${rec.backupId} is ${rec.status}: nothing complete to verify`);
     }

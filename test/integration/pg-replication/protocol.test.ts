@@ -13,7 +13,9 @@ import { useCluster, versionsUnderTest } from '../../harness/index.js';
 describe('pg-replication protocol', { concurrency: true }, () => {
   for (const version of versionsUnderTest()) {
     describe(`PostgreSQL ${version}`, () => {
-      const cluster = useCluster({ version, name: `proto${version}` });
+      // wal_keep_size: the tests run concurrently on this cluster, and the base backup's checkpoint
+      // must not remove the segment another test streams from.
+      const cluster = useCluster({ version, name: `proto${version}`, conf: ['wal_keep_size = 256'] });
       const repl = () => ({ host: cluster().host, port: cluster().port, user: cluster().replUser, password: cluster().replPassword });
 
       test('identify system, server version, SHOW', async () => {

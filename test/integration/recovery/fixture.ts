@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
+import { createRequire } from 'node:module';
 import { codecSuffix, createCompressor, ServerLayout, catalogPath, type Codec } from '../../../packages/barmants/src/repository/index.js';
 import { Catalog } from '../../../packages/barmants/src/catalog/index.js';
 import { createLogger } from '../../../packages/barmants/src/log/index.js';
@@ -28,12 +29,19 @@ export interface FixtureOptions {
   tablespaces?: { name: string; oid: number; location: string }[];
   version?: number;
   pgdata?: string;
+  /** the files' checksum: blake3 as barmants writes now (default), sha256 as backups taken before */
+  checksum?: 'blake3' | 'sha256';
 }
+
+const { blake3 } = createRequire(import.meta.url)('@napi-rs/blake-hash') as { blake3: (b: Buffer) => Buffer };
 
 /** Writes a DONE backup under `backupDir` and returns its member list as written. */
 export async function buildBackup(backupDir: string, o: FixtureOptions): Promise<void> {
   const lines: string[] = [];
   const parents = new Set<string>();
+  const alg = o.checksum ?? 'blake3';
+  // Older backups wrote `sha256: null` on directories and symlinks; newer ones write no checksum key.
+  const none = alg === 'sha256' ? { sha256: null } : {};
   await mkdir(join(backupDir, 'data'), { recursive: true });
   for (const f of o.files) {
     const ts = f.ts ?? null;
@@ -42,17 +50,17 @@ export async function buildBackup(backupDir: string, o: FixtureOptions): Promise
       const key = `${ts}:${parts.slice(0, i).join('/')}`;
       if (!parents.has(key)) {
         parents.add(key);
-        lines.push(JSON.stringify({ ts, path: parts.slice(0, i).join('/'), type: 'dir', size: 0, mode: 448, mtime: 1795550833, sha256: null, stored: 0, link: null, reused: false }));
+        lines.push(JSON.stringify({ ts, path: parts.slice(0, i).join('/'), type: 'dir', size: 0, mode: 448, mtime: 1795550833, ...none, stored: 0, link: null, reused: false }));
       }
     }
     const type = f.type ?? 'file';
     if (type === 'dir') {
       parents.add(`${ts}:${f.path}`);
-      lines.push(JSON.stringify({ ts, path: f.path, type, size: 0, mode: 448, mtime: 1795550833, sha256: null, stored: 0, link: null, reused: false }));
+      lines.push(JSON.stringify({ ts, path: f.path, type, size: 0, mode: 448, mtime: 1795550833, ...none, stored: 0, link: null, reused: false }));
       continue;
     }
     if (type === 'symlink') {
-      lines.push(JSON.stringify({ ts, path: f.path, type, size: 0, mode: 511, mtime: 1795550833, sha256: null, stored: 0, link: f.link, reused: false }));
+      lines.push(JSON.stringify({ ts, path: f.path, type, size: 0, mode: 511, mtime: 1795550833, ...none, stored: 0, link: f.link, reused: false }));
       continue;
     }
     const content = typeof f.content === 'string' ? Buffer.from(f.content) : (f.content ?? Buffer.alloc(0));
@@ -63,7 +71,8 @@ export async function buildBackup(backupDir: string, o: FixtureOptions): Promise
     lines.push(
       JSON.stringify({
         ts, path: f.path, type: 'file', size: content.length, mode: 384, mtime: 1795550833,
-        sha256: createHash('sha256').update(content).digest('hex'), stored: 0, link: null, reused: false,
+        [alg]: alg === 'sha256' ? createHash('sha256').update(content).digest('hex') : blake3(content).toString('hex'),
+        stored: 0, link: null, reused: false,
       }),
     );
   }

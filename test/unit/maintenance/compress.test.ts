@@ -56,7 +56,7 @@ describe('WAL compression pass', () => {
     const [report] = await runMaintenance({ config: repo.config, catalog: repo.catalog, logger: nullLogger(), pool });
     assert.deepEqual(report!.compression!.compressed, [wal(7)]);
     assert.deepEqual(report!.errors, []);
-    const digest = await hashStoredFile(repo.layout.walFilePath(wal(7), 'zstd'), 'zstd');
+    const digest = await hashStoredFile(repo.layout.walFilePath(wal(7), 'zstd'), 'zstd', 'sha256');
     assert.equal(digest.checksum, createHash('sha256').update(content).digest('hex'));
     assert.equal(repo.catalog.getWalSegment('pg', wal(7))!.compression, 'zstd');
   });

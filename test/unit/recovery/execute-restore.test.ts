@@ -11,16 +11,17 @@ import { readMembers, readStoredBackupInfo, checkMemberPath } from '../../../pac
 import { restoreMembers, markIncomplete, INCOMPLETE_MARKER, type RestoreOptions } from '../../../packages/barmants/src/recovery/restore.js';
 import { linkTablespaces, placeTablespaces, rewriteTablespaceMap, parseTablespaceOption } from '../../../packages/barmants/src/recovery/tablespaces.js';
 import { BarmantsError } from '../../../packages/barmants/src/errors/index.js';
-import type { Codec } from '../../../packages/barmants/src/repository/index.js';
+import { codecSuffix, compressWhole, decompressWhole, type Codec } from '../../../packages/barmants/src/repository/index.js';
 
 let tmp: string;
 before(async () => { tmp = await mkdtemp(join(tmpdir(), 'barmants-restore-')); });
 after(async () => { await rm(tmp, { recursive: true, force: true }); });
 
-async function setup(codec: Codec, name: string, withTs = false) {
+async function setup(codec: Codec, name: string, withTs = false, checksum: 'blake3' | 'sha256' = 'blake3') {
   const backupDir = join(tmp, name, 'backup');
   await buildBackup(backupDir, {
     codec,
+    checksum,
     files: sampleFiles(withTs),
     tablespaces: withTs ? [{ name: 'ts1', oid: 16400, location: '/srv/orig/ts1' }] : [],
   });
@@ -38,9 +39,10 @@ function opts(s: Awaited<ReturnType<typeof setup>>, over: Partial<RestoreOptions
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 describe('restoreMembers', () => {
-  for (const codec of ['none', 'gzip', 'lz4', 'zstd'] as Codec[]) {
-    test(`restores every member with codec ${codec}, 0700/0600, without postmaster.pid`, async () => {
-      const s = await setup(codec, `codec-${codec}`);
+  // Backups taken before BLAKE3 carry SHA-256 checksums: both still restore, with every codec.
+  for (const [codec, checksum] of [['none', 'blake3'], ['gzip', 'blake3'], ['lz4', 'blake3'], ['zstd', 'blake3'], ['none', 'sha256'], ['gzip', 'sha256'], ['zstd', 'sha256']] as const) {
+    test(`restores every member with codec ${codec} (${checksum}), 0700/0600, without postmaster.pid`, async () => {
+      const s = await setup(codec, `codec-${codec}-${checksum}`, false, checksum);
       const progress: number[] = [];
       const sum = await restoreMembers(opts(s, { onProgress: (p) => progress.push(p.bytesDone) }));
       for (const f of sampleFiles()) {
@@ -79,6 +81,23 @@ describe('restoreMembers', () => {
     assert.ok((await readdir(s.dest)).includes(INCOMPLETE_MARKER));
   });
 
+  for (const [codec, checksum] of [['none', 'blake3'], ['lz4', 'blake3'], ['gzip', 'sha256'], ['zstd', 'sha256']] as const) {
+    test(`a flipped byte (same size) fails the ${checksum} check, ${codec}`, async () => {
+      const s = await setup(codec, `flip-${codec}-${checksum}`, false, checksum);
+      const p = join(s.backupDir, 'data', `base/5/16384${codecSuffix(codec)}`);
+      // Rewrite the stored file with one byte of its content changed, compressed again.
+      const content = decompressWhole(codec, await readFile(p));
+      content[100] ^= 0x01;
+      await writeFile(p, compressWhole(codec, content));
+      await assert.rejects(restoreMembers(opts(s)), (e: unknown) => {
+        assert.ok(e instanceof BarmantsError);
+        assert.equal(e.kind, 'integrity');
+        assert.match(e.message, new RegExp(`base/5/16384.*checksum mismatch: ${checksum} [0-9a-f]{64}`));
+        return true;
+      });
+    });
+  }
+
   test('a corrupted compressed file is named too', async () => {
     const s = await setup('gzip', 'corrupt-gz');
     const p = join(s.backupDir, 'data', 'base/1/1259.gz');
@@ -88,8 +107,8 @@ describe('restoreMembers', () => {
     await assert.rejects(restoreMembers(opts(s)), /base\/1\/1259/);
   });
 
-  test('delta rewrites only differing files and removes extras', async () => {
-    const s = await setup('zstd', 'delta');
+  for (const checksum of ['blake3', 'sha256'] as const) test(`delta rewrites only differing files and removes extras (${checksum})`, async () => {
+    const s = await setup('zstd', `delta-${checksum}`, false, checksum);
     await restoreMembers(opts(s));
     await writeFile(join(s.dest, 'base/1/1259'), 'changed');
     await writeFile(join(s.dest, 'base/5/extra'), 'not in backup');

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { CODECS, PlainFileWriter, StoreWorkerPool, codecSuffix } from '../../../packages/barmants/src/repository/index.js';
@@ -22,7 +23,11 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+// storeFile (WAL) keeps SHA-256; backup members (packed, parallel frames, PlainFileWriter,
+// storeSmall) carry BLAKE3, computed here with the library directly, not through our wrapper.
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const { blake3 } = createRequire(import.meta.url)('@napi-rs/blake-hash') as { blake3: (b: Buffer) => Buffer };
+const b3 = (b: Buffer): string => blake3(b).toString('hex');
 
 describe('StoreWorkerPool', () => {
   test('parallel jobs of every codec, from buffers and from files', async () => {
@@ -42,7 +47,7 @@ describe('StoreWorkerPool', () => {
     assert.equal(gunzipSync(await readFile(join(dir, 'buf.gz'))).equals(data), true);
     for (const codec of CODECS) {
       const p = join(dir, `file${codecSuffix(codec)}`);
-      const h = await pool.hashFile(p, codec);
+      const h = await pool.hashFile(p, codec, 'sha256');
       assert.deepEqual(h, { checksum: sha(data), size: data.length, storedSize: (await stat(p)).size });
       assert.equal((await stat(p)).mode & 0o777, 0o600);
     }
@@ -54,7 +59,7 @@ describe('StoreWorkerPool', () => {
       const r = await pool.storeFile({ source: [], dest: join(dir, `empty${codecSuffix(codec)}`), codec });
       assert.equal(r.size, 0);
       assert.equal(r.checksum, sha(Buffer.alloc(0)));
-      assert.equal((await pool.hashFile(join(dir, `empty${codecSuffix(codec)}`), codec)).size, 0);
+      assert.equal((await pool.hashFile(join(dir, `empty${codecSuffix(codec)}`), codec, 'sha256')).size, 0);
     }
   });
 
@@ -76,7 +81,7 @@ describe('StoreWorkerPool', () => {
   test('errors come back as BarmantsError, corrupt data as integrity', async () => {
     await assert.rejects(pool.storeFile({ source: join(dir, 'missing'), dest: join(dir, 'x'), codec: 'none' }), (e) => isBarmants(e, 'io'));
     await writeFile(join(dir, 'bad.gz'), 'not gzip at all');
-    await assert.rejects(pool.hashFile(join(dir, 'bad.gz'), 'gzip'), (e) => isBarmants(e, 'integrity'));
+    await assert.rejects(pool.hashFile(join(dir, 'bad.gz'), 'gzip', 'sha256'), (e) => isBarmants(e, 'integrity'));
     // The pool is still usable afterwards.
     assert.equal((await pool.storeFile({ source: [Buffer.from('ok')], dest: join(dir, 'ok'), codec: 'none' })).size, 2);
   });
@@ -108,11 +113,11 @@ describe('StoreWorkerPool', () => {
       for (const f of files) {
         const r = results.get(f.dest)!;
         assert.equal(r.size, f.body.length);
-        assert.equal(r.checksum, sha(f.body));
+        assert.equal(r.checksum, b3(f.body));
         const crc = createFileChecksum('CRC32C');
         crc.update(f.body);
         assert.equal(r.manifestChecksum, crc.digest());
-        assert.deepEqual((await pool.hashFile(f.dest, codec)).checksum, sha(f.body));
+        assert.deepEqual((await pool.hashFile(f.dest, codec, 'blake3')).checksum, b3(f.body));
       }
     }
     // Slabs are released when a batch is stored and taken again by the next codec's batches.
@@ -139,10 +144,10 @@ describe('StoreWorkerPool', () => {
         const crc = createFileChecksum('CRC32C');
         crc.update(body);
         assert.equal(r.size, body.length);
-        assert.equal(r.checksum, sha(body));
+        assert.equal(r.checksum, b3(body));
         assert.equal(r.manifestChecksum, crc.digest());
-        const back = await pool.hashFile(dest, codec);
-        assert.deepEqual(back, { checksum: sha(body), size: body.length, storedSize: r.storedSize }, `${codec} ${name}`);
+        const back = await pool.hashFile(dest, codec, 'blake3');
+        assert.deepEqual(back, { checksum: b3(body), size: body.length, storedSize: r.storedSize }, `${codec} ${name}`);
       }
     }
   });
@@ -162,7 +167,7 @@ describe('synchronous writers', () => {
     const r = w.finish();
     const crc = createFileChecksum('CRC32C');
     crc.update(body);
-    assert.deepEqual(r, { checksum: sha(body), size: body.length, storedSize: body.length, reused: false, manifestChecksum: crc.digest() });
+    assert.deepEqual(r, { checksum: b3(body), size: body.length, storedSize: body.length, reused: false, manifestChecksum: crc.digest() });
     assert.equal((await readFile(dest)).equals(body), true);
     assert.equal((await stat(dest)).mode & 0o777, 0o600);
 
@@ -187,7 +192,7 @@ describe('synchronous writers', () => {
     assert.equal((await readdir(dir)).includes('plain-large'), false, 'not in place before the write-back settled');
     const r = await pending;
     assert.equal(r.size, body.length);
-    assert.equal(r.checksum, sha(body));
+    assert.equal(r.checksum, b3(body));
     assert.equal((await readFile(dest)).equals(body), true);
     assert.equal((await readdir(dir)).some((n) => n.startsWith('plain-large.')), false, 'no tmp left');
   });
@@ -198,7 +203,7 @@ describe('synchronous writers', () => {
     await writeFile(dest + '.tmp', 'left by a crash');
     await chmod(dest + '.tmp', 0o644);
     const r = storeSmall([body.subarray(0, 100), body.subarray(100)], dest, { codec: 'gzip', manifestChecksum: 'NONE' });
-    assert.equal(r.checksum, sha(body));
+    assert.equal(r.checksum, b3(body));
     assert.equal(r.size, body.length);
     assert.equal(r.storedSize, (await stat(dest)).size);
     assert.equal(r.manifestChecksum, undefined);

@@ -1,6 +1,6 @@
 /*
  * `barmants backup`: one base backup over the replication protocol, stored file by file in the
- * repository (docs/REPOSITORY.md). Each archive member is hashed (SHA-256 for our checksum, and
+ * repository (docs/REPOSITORY.md). Each archive member is hashed (BLAKE3 for our checksum, and
  * the manifest's own algorithm to verify the server's manifest), compressed and fsynced by the
  * store workers while the next member arrives. The catalog says STARTED until everything is on
  * disk, then WAITING_FOR_WALS, then DONE once the WAL from begin to end is archived.
@@ -26,6 +26,7 @@ import type { Logger } from '../log/index.js';
 import { connectReplication, SqlSession } from '../postgres/index.js';
 import {
   acquireLock,
+  CONTENT_ALGORITHM,
   checkCatalogIdentity,
   checkIdentity,
   linkDurable,
@@ -37,7 +38,7 @@ import {
   TRANSFER_BUFFER,
   PlainFileWriter,
 } from '../repository/index.js';
-import { FileListWriter, checkMemberPath, readFileList, storedPath, writeBackupInfo, type FileEntry } from './info.js';
+import { FileListWriter, checkMemberPath, fileChecksum, readFileList, storedPath, writeBackupInfo, type FileEntry } from './info.js';
 import { backupIdFor, BACKUP_ID_RE, isoLocal, RESERVED_BACKUP_NAMES } from './time.js';
 import { completeBackupIfArchived, removeTempFiles, repairInterruptedBackups } from './lifecycle.js';
 import { failpoint } from '../failpoint/index.js';
@@ -251,11 +252,14 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     await runHooks({ operation: 'backup', phase: 'pre', hooks: server.hooks, vars: hookVars, logger: logB });
 
     // Reuse: the previous DONE backup's members by manifest path.
-    const reuse = new Map<string, FileEntry & { storedAt: string; codec: Codec }>();
+    const reuse = new Map<string, { checksum: string; size: number; storedAt: string }>();
     const prev = server.reuseBackup === 'link' ? catalog.resolveBackupId(server.name, 'latest') : null;
     if (prev && prev.compression === codec) {
       for await (const e of readFileList(layout, prev.backupId)) {
-        if (e.type === 'file' && e.sha256) reuse.set(manifestPath(e), { ...e, storedAt: storedPath(layout, prev.backupId, e, codec), codec });
+        // A file checksummed with another algorithm (a backup older than BLAKE3 here) cannot be
+        // matched: it is stored again, once.
+        const sum = fileChecksum(e);
+        if (e.type === 'file' && sum?.alg === CONTENT_ALGORITHM) reuse.set(manifestPath(e), { checksum: sum.hex, size: e.size, storedAt: storedPath(layout, prev.backupId, e, codec) });
       }
     }
 
@@ -313,14 +317,14 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
       madeDirs.add(dir);
     };
 
-    // Every member goes to the store workers, which hash it (SHA-256, and CRC32C for the
+    // Every member goes to the store workers, which hash it (BLAKE3, and CRC32C for the
     // manifest), compress and write it. This thread copies the bytes once, from the receive
     // buffer into a transfer buffer, and keeps the stream moving.
     const onMember = (entry: BackupEntry): MemberSink | null | Promise<MemberSink | null> => {
       if (opts.signal?.aborted) throw new BarmantsError('usage', 'backup interrupted by a signal');
       const ts = entry.tablespace.oid;
       const path = checkMemberPath(entry.path);
-      const base: FileEntry = { ts, path, type: 'file', size: entry.size, mode: entry.mode & 0o7777, mtime: entry.mtime ? Math.floor(entry.mtime.getTime() / 1000) : null, sha256: null, stored: 0, link: null, reused: false };
+      const base: FileEntry = { ts, path, type: 'file', size: entry.size, mode: entry.mode & 0o7777, mtime: entry.mtime ? Math.floor(entry.mtime.getTime() / 1000) : null, stored: 0, link: null, reused: false };
       if (entry.type === 'directory') {
         mkdirOnce(dirname(storedPath(layout, backupId, { ts, path: join(path, 'x') }, 'none')));
         return files.add({ ...base, type: 'dir', size: 0 }).then(() => null);
@@ -338,11 +342,11 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
         crcs.set(key, { size: d.size, crc: d.manifestChecksum ?? '' });
         const prevFile = reuse.get(key);
         stored += d.storedSize;
-        if (prevFile && prevFile.sha256 === d.checksum && prevFile.size === d.size && (await reuseStored(prevFile.storedAt, dest))) {
-          await files.add({ ...base, size: d.size, sha256: d.checksum, stored: 0, reused: true });
+        if (prevFile && prevFile.checksum === d.checksum && prevFile.size === d.size && (await reuseStored(prevFile.storedAt, dest))) {
+          await files.add({ ...base, size: d.size, [CONTENT_ALGORITHM]: d.checksum, stored: 0, reused: true });
         } else {
           dedup += d.storedSize;
-          await files.add({ ...base, size: d.size, sha256: d.checksum, stored: d.storedSize });
+          await files.add({ ...base, size: d.size, [CONTENT_ALGORITHM]: d.checksum, stored: d.storedSize });
         }
         if (++recorded === 100) failpoint('backup-mid-copy');
       };

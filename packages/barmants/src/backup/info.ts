@@ -12,6 +12,7 @@ import type { BackupRecord, BackupStatus, KeepTarget, NewBackupRecord } from '..
 import { BarmantsError } from '../errors/index.js';
 import { codecSuffix, type Codec } from '../repository/codec.js';
 import { DurableWriter, writeFileDurable } from '../repository/durable.js';
+import type { ContentAlgorithm } from '../repository/checksum.js';
 import type { ServerLayout } from '../repository/layout.js';
 
 export const FILE_LIST = 'files.jsonl';
@@ -113,10 +114,22 @@ export interface FileEntry {
   size: number;
   mode: number;
   mtime: number | null;
-  sha256: string | null;
+  /**
+   * Checksum of a file's uncompressed content, under its algorithm's name: `blake3` in backups taken
+   * since BLAKE3 replaced SHA-256, `sha256` before. A file has exactly one; see fileChecksum.
+   */
+  blake3?: string | null;
+  sha256?: string | null;
   stored: number;
   link: string | null;
   reused: boolean;
+}
+
+/** A file entry's content checksum and its algorithm (null for directories and symlinks). */
+export function fileChecksum(e: FileEntry): { alg: ContentAlgorithm; hex: string } | null {
+  if (typeof e.blake3 === 'string') return { alg: 'blake3', hex: e.blake3 };
+  if (typeof e.sha256 === 'string') return { alg: 'sha256', hex: e.sha256 };
+  return null;
 }
 
 /** Where a member is stored inside the backup directory. */
@@ -197,8 +210,8 @@ export async function* readFileListAt(backupDir: string): AsyncGenerator<FileEnt
       }
       if (m.ts !== null && !(Number.isInteger(m.ts) && m.ts > 0)) throw new BarmantsError('integrity', `${path}:${n}: bad tablespace oid "${String(m.ts)}"`);
       checkMemberPath(m.path);
-      if (m.type === 'file' && (typeof m.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(m.sha256))) {
-        throw new BarmantsError('integrity', `${path}:${n}: file ${m.path} has no sha256: it cannot be verified`);
+      if (m.type === 'file' && !/^[0-9a-f]{64}$/.test(fileChecksum(m)?.hex ?? '')) {
+        throw new BarmantsError('integrity', `${path}:${n}: file ${m.path} has no blake3 or sha256 checksum: it cannot be verified`);
       }
       yield m;
     }

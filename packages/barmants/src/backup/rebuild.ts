@@ -95,7 +95,7 @@ export async function rebuildCatalog(catalog: Catalog, layout: ServerLayout, log
         const codec = codecFromFileName(file);
         jobs.push(
           (async () => {
-            const [d, st] = await Promise.all([pool.hashFile(fpath, codec), stat(fpath)]);
+            const [d, st] = await Promise.all([pool.hashFile(fpath, codec, 'sha256'), stat(fpath)]);
             if (d.size !== segSize) {
               skipped.push(`${fpath} (${d.size} bytes, a segment has ${segSize})`);
               return;

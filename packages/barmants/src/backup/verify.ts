@@ -8,7 +8,7 @@ import { relative } from 'node:path';
 import { verifyManifestChecksum } from 'pg-replication';
 import type { BackupRecord } from '../catalog/index.js';
 import { isCodec, StoreWorkerPool, type Codec, type ServerLayout } from '../repository/index.js';
-import { readFileList, storedPath } from './info.js';
+import { fileChecksum, readFileList, storedPath } from './info.js';
 
 export interface VerifyProblem {
   /** path of the stored file, relative to the backup directory */
@@ -54,6 +54,7 @@ export async function verifyBackup(
     for await (const e of readFileList(layout, rec.backupId)) {
       if (e.type !== 'file') continue;
       const path = storedPath(layout, rec.backupId, e, codec);
+      const sum = fileChecksum(e)!; // readFileList refuses a file without one
       const task = (async () => {
         try {
           await stat(path);
@@ -62,9 +63,9 @@ export async function verifyBackup(
           return;
         }
         try {
-          const d = await pool.hashFile(path, codec);
+          const d = await pool.hashFile(path, codec, sum.alg);
           if (d.size !== e.size) problems.push({ file: rel(path), problem: 'size', detail: `${d.size} bytes once decompressed, files.jsonl says ${e.size}` });
-          else if (e.sha256 && d.checksum !== e.sha256) problems.push({ file: rel(path), problem: 'checksum', detail: `sha256 ${d.checksum.slice(0, 16)}…, files.jsonl says ${e.sha256.slice(0, 16)}…` });
+          else if (d.checksum !== sum.hex) problems.push({ file: rel(path), problem: 'checksum', detail: `${sum.alg} ${d.checksum.slice(0, 16)}…, files.jsonl says ${sum.hex.slice(0, 16)}…` });
           bytesChecked += d.size;
         } catch (err) {
           problems.push({ file: rel(path), problem: 'unreadable', detail: (err as Error).message.replace(/^cannot read [^:]*: /, '') });

@@ -1,18 +1,18 @@
 /*
- * Restoring one stored member into its target file: read, decompress, check size and SHA-256,
+ * Restoring one stored member into its target file: read, decompress, check size and checksum,
  * write (O_EXCL|O_NOFOLLOW: never through a planted symlink). Plain data in, plain data out, so
  * that the store workers can run it (recovery uses both cores) as well as the main thread.
  */
 import { closeSync, constants, futimesSync, openSync, readFileSync, readSync } from 'node:fs';
 import { chmod, lstat, open, rm, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { BarmantsError } from '../errors/index.js';
 import { CODECS, codecSuffix, createDecompressor, decompressWhole, lz4DecompressSync, zstdDecompressSync, type Codec } from '../repository/codec.js';
+import { createContentHash, type ContentAlgorithm } from '../repository/checksum.js';
 import { writeAll, writeAllSync, Writeback } from '../repository/durable.js';
-import type { FileEntry } from '../backup/info.js';
+import { fileChecksum, type FileEntry } from '../backup/info.js';
 
 type BackupMember = FileEntry;
 
@@ -70,8 +70,21 @@ function integrityError(m: BackupMember, storedPath: string, why: string): Barma
   });
 }
 
-async function sha256OfFile(path: string): Promise<string> {
-  const h = createHash('sha256');
+/** A member's checksum, which the file list must give (readFileList checks it). */
+export function memberChecksum(m: BackupMember): { alg: ContentAlgorithm; hex: string } {
+  const sum = fileChecksum(m);
+  if (!sum) throw new BarmantsError('integrity', `${describeMember(m)} has no checksum in the file list: it cannot be verified`);
+  return sum;
+}
+
+/** Fails the restore when `digest` (computed in the member's own algorithm) is not the file list's. */
+function checkDigest(m: BackupMember, storedPath: string, digest: string): void {
+  const want = memberChecksum(m);
+  if (digest !== want.hex) throw integrityError(m, storedPath, `checksum mismatch: ${want.alg} ${digest}, the file list says ${want.hex}`);
+}
+
+async function checksumOfFile(path: string, alg: ContentAlgorithm): Promise<string> {
+  const h = createContentHash(alg);
   // O_NOFOLLOW: delta compares only regular files that are really in DEST.
   const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
@@ -79,12 +92,13 @@ async function sha256OfFile(path: string): Promise<string> {
   } finally {
     await fh.close();
   }
-  return h.digest('hex');
+  return h.digest();
 }
 
 export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => void = () => undefined): Promise<'written' | 'unchanged'> {
   const { member: m, target } = job;
   const opts = job;
+  const want = memberChecksum(m);
   if (opts.delta) {
     let st;
     try {
@@ -93,7 +107,7 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
     if (st !== undefined) {
-      if (st.isFile() && st.size === m.size && (await sha256OfFile(target)) === m.sha256) {
+      if (st.isFile() && st.size === m.size && (await checksumOfFile(target, want.alg)) === want.hex) {
         if ((st.mode & 0o777) !== 0o600) await chmod(target, 0o600);
         return 'unchanged';
       }
@@ -121,7 +135,7 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
     src.stream.destroy();
     throw ioError(`cannot create ${target}`, e);
   }
-  const hash = createHash('sha256');
+  const hash = createContentHash(want.alg);
   let size = 0;
   try {
     const sink = async (source: AsyncIterable<Buffer>): Promise<void> => {
@@ -141,9 +155,9 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
       }
       throw integrityError(m, src.path, `the stored file cannot be decompressed: ${(e as Error).message}`);
     }
-    const digest = hash.digest('hex');
+    const digest = hash.digest();
     if (size !== m.size) throw integrityError(m, src.path, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
-    if (digest !== m.sha256) throw integrityError(m, src.path, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
+    checkDigest(m, src.path, digest);
     if (m.mtime !== null && m.mtime !== undefined) await out.utimes(m.mtime, m.mtime);
   } finally {
     await out.close();
@@ -157,7 +171,7 @@ export const SMALL_MEMBER = 1 << 20;
 /**
  * Most members of a cluster are small: read, decompress, verify and write each in one go. A
  * stream pipeline per 8 KiB file cost more than the copy itself. The same checks as the streaming
- * path: O_EXCL|O_NOFOLLOW on the target, size and sha256 before the file is considered restored.
+ * path: O_EXCL|O_NOFOLLOW on the target, size and checksum before the file is considered restored.
  */
 function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
   const order = [opts.codec, ...CODECS.filter((c) => c !== opts.codec)];
@@ -187,8 +201,9 @@ function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: 
     throw integrityError(m, path, `the stored file cannot be decompressed: ${(e as Error).message}`);
   }
   if (data.length !== m.size) throw integrityError(m, path, `size mismatch: ${data.length} bytes restored, the file list says ${m.size}`);
-  const digest = createHash('sha256').update(data).digest('hex');
-  if (digest !== m.sha256) throw integrityError(m, path, `checksum mismatch: sha256 ${digest}, the file list says ${m.sha256}`);
+  const hash = createContentHash(memberChecksum(m).alg);
+  hash.update(data);
+  checkDigest(m, path, hash.digest());
   let fd: number;
   try {
     fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -217,15 +232,15 @@ export function isSyncCodec(codec: Codec): codec is SyncCodec {
 /**
  * Copies a stored file into `fd` with synchronous syscalls, decompressing zstd or lz4 on the way:
  * read 1 MiB at a time, hash, write (no stream machinery between page-cache copies). Returns the size
- * and SHA-256 of what was written; `limit` stops a file that is longer than it should be.
+ * and checksum (in `o.alg`) of what was written; `limit` stops a file that is longer than it should be.
  */
 export function decodeFileSync(
   srcFd: number,
   codec: SyncCodec,
   fd: number,
-  o: { limit: number | null; onBytes?: (n: number) => void; readError: (e: unknown) => Error; tooLong: () => Error; corrupt: (e: Error) => Error },
-): { size: number; sha256: string } {
-  const hash = createHash('sha256');
+  o: { alg: ContentAlgorithm; limit: number | null; onBytes?: (n: number) => void; readError: (e: unknown) => Error; tooLong: () => Error; corrupt: (e: Error) => Error },
+): { size: number; checksum: string } {
+  const hash = createContentHash(o.alg);
   let size = 0;
   let readPos = 0;
   const read = (buf: Buffer): number => {
@@ -255,7 +270,7 @@ export function decodeFileSync(
       throw o.corrupt(e as Error);
     }
   }
-  return { size, sha256: hash.digest('hex') };
+  return { size, checksum: hash.digest() };
 }
 
 /**
@@ -276,7 +291,8 @@ async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCod
     writeback.wrote(n);
   };
   try {
-    const { size, sha256 } = decodeFileSync(srcFd, codec, fd, {
+    const { size, checksum } = decodeFileSync(srcFd, codec, fd, {
+      alg: memberChecksum(m).alg,
       limit: m.size,
       onBytes: written,
       readError: (e) => ioError(`cannot read stored file ${storedPath}`, e),
@@ -284,7 +300,7 @@ async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCod
       corrupt: (e) => integrityError(m, storedPath, `the stored file cannot be decompressed: ${e.message}`),
     });
     if (size !== m.size) throw integrityError(m, storedPath, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
-    if (sha256 !== m.sha256) throw integrityError(m, storedPath, `checksum mismatch: sha256 ${sha256}, the file list says ${m.sha256}`);
+    checkDigest(m, storedPath, checksum);
     if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
     await writeback.settle().catch((e: unknown) => {
       throw ioError(`cannot write ${target} to disk`, e);

@@ -14,7 +14,7 @@ import { StoreWorkerPool } from '../repository/store.js';
 import type { BackupMember } from './backup-files.js';
 import { describeMember, INCOMPLETE_MARKER, ioError, SMALL_MEMBER, type RestoreFileJob } from './restore-file.js';
 
-export { INCOMPLETE_MARKER, storedMemberPath, describeMember, openStoredMember } from './restore-file.js';
+export { INCOMPLETE_MARKER, storedMemberPath, describeMember, memberChecksum, openStoredMember } from './restore-file.js';
 
 const RESTORE_BATCH_FILES = 128;
 const RESTORE_BATCH_BYTES = 8 << 20;

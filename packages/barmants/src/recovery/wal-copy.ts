@@ -147,13 +147,14 @@ function copyWalFileSync(f: WalFileToCopy, target: string, codec: SyncCodec): nu
   }
   const unreadable = (e: unknown) => new BarmantsError('integrity', `WAL file ${f.name} cannot be read back (${f.source}): ${(e as Error).message}`, { cause: e });
   try {
-    const { size, sha256 } = decodeFileSync(src, codec, out, {
+    const { size, checksum } = decodeFileSync(src, codec, out, {
+      alg: 'sha256',
       limit: f.size,
       readError: unreadable,
       tooLong: () => unreadable(new Error(`longer than its ${f.size} bytes`)),
       corrupt: unreadable,
     });
-    if (f.sha256 !== null && sha256 !== f.sha256) {
+    if (f.sha256 !== null && checksum !== f.sha256) {
       throw new BarmantsError('integrity', `WAL file ${f.name} does not match its checksum (${f.source})`, {
         hint: 'the archive is damaged: run `barmants verify-backup`; a recovery past this segment is impossible with this archive',
       });

@@ -1,10 +1,9 @@
 /*
  * Remote recovery: the same restore, streamed as tar archives through ssh2 into `tar -x` on the
  * target host (one per destination root: the data directory and each tablespace). Every file is
- * decompressed and its SHA-256 checked here as it is sent; the configuration is built here from the
+ * decompressed and its checksum verified here as it is sent; the configuration is built here from the
  * backup's own files, so the remote side only needs sh and tar. Same safety checks, run remotely.
  */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -13,13 +12,13 @@ import type { Header } from 'tar-stream';
 type Headers = Partial<Header> & { name: string };
 import { BarmantsError } from '../errors/index.js';
 import { runHooks } from '../hooks/index.js';
-import { createDecompressor } from '../repository/index.js';
+import { createContentHash, createDecompressor, type ContentAlgorithm, type ContentHash } from '../repository/index.js';
 import type { BackupMember } from '../recovery/backup-files.js';
 import { WAL_DIR_NAME, shellQuote } from '../recovery/config.js';
 import {
   baseResult, hookVars, nextSteps, recoveryFilesFor, type PreparedRecovery, type RecoverEnv, type RecoverOptions, type RecoverResult,
 } from '../recovery/execute.js';
-import { describeMember, INCOMPLETE_MARKER, isRestoredMember, openStoredMember, type RestoreProgress } from '../recovery/restore.js';
+import { describeMember, INCOMPLETE_MARKER, isRestoredMember, memberChecksum, openStoredMember, type RestoreProgress } from '../recovery/restore.js';
 import { rewriteTablespaceMap } from '../recovery/tablespaces.js';
 import { streamWalFile } from '../recovery/wal-copy.js';
 import { connectSsh, type SshSession } from './connect.js';
@@ -70,17 +69,24 @@ async function memberText(p: PreparedRecovery, m: BackupMember): Promise<string>
     for await (const c of s) chunks.push(c);
   });
   const b = Buffer.concat(chunks);
-  if (createHash('sha256').update(b).digest('hex') !== m.sha256) {
+  const want = memberChecksum(m);
+  const hash = createContentHash(want.alg);
+  hash.update(b);
+  if (hash.digest() !== want.hex) {
     throw new BarmantsError('integrity', `${describeMember(m)}: checksum mismatch (stored as ${src.path}); nothing was written`);
   }
   return b.toString('utf8');
 }
 
 class Verifier extends Transform {
-  readonly hash = createHash('sha256');
+  readonly hash: ContentHash;
   size = 0;
-  constructor(private readonly onBytes: (n: number) => void) {
+  constructor(
+    alg: ContentAlgorithm,
+    private readonly onBytes: (n: number) => void,
+  ) {
     super();
+    this.hash = createContentHash(alg);
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);
@@ -122,7 +128,8 @@ async function streamRoot(
         await entry({ name: m.path, type: 'file', mode: 0o600, mtime: mt }, Buffer.from(repl));
       } else {
         const src = await openStoredMember(p.backupDir, m, p.info.codec);
-        const v = new Verifier((n) => { progress.bytesDone += n; report(); });
+        const want = memberChecksum(m);
+        const v = new Verifier(want.alg, (n) => { progress.bytesDone += n; report(); });
         const sink = pack.entry({ name: m.path, type: 'file', mode: 0o600, size: m.size, mtime: mt } as Header);
         try {
           if (src.codec === 'none') await pipeline(src.stream, v, sink);
@@ -132,9 +139,9 @@ async function streamRoot(
             hint: `the destination is incomplete (marked by ${INCOMPLETE_MARKER}); run \`barmants verify-backup\` and restore another backup`,
           });
         }
-        const digest = v.hash.digest('hex');
-        if (digest !== m.sha256) {
-          throw new BarmantsError('integrity', `${describeMember(m)}: checksum mismatch: sha256 ${digest}, the file list says ${m.sha256} (stored as ${src.path}); the restore stopped`, {
+        const digest = v.hash.digest();
+        if (digest !== want.hex) {
+          throw new BarmantsError('integrity', `${describeMember(m)}: checksum mismatch: ${want.alg} ${digest}, the file list says ${want.hex} (stored as ${src.path}); the restore stopped`, {
             hint: `the destination is incomplete (marked by ${INCOMPLETE_MARKER}); run \`barmants verify-backup\` and restore another backup`,
           });
         }

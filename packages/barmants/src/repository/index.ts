@@ -11,7 +11,7 @@ export {
   type Codec, CODECS, isCodec, codecSuffix, codecFromFileName, stripCodecSuffix, createCompressor,
   createDecompressor, compressWhole, decompressWhole, lz4DecompressSync, zstdDecompressSync, zstdFromZlib, DEFAULT_LEVELS,
 } from './codec.js';
-export { sha256File, sha256Stream, sha256Buffers, Sha256Stream, type ContentDigest } from './checksum.js';
+export { CONTENT_ALGORITHM, createContentHash, hashRawFile, hashBuffers, type ContentAlgorithm, type ContentHash, type ContentDigest } from './checksum.js';
 export {
   StoreWorkerPool, hashFile, defaultStorePool, TRANSFER_BUFFER, FilePacker,
   type StoredFile, type StoredDigest, type StoreFileJob, type ReuseCandidate,

@@ -4,6 +4,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
+import type { ContentAlgorithm } from './checksum.js';
 import type { Codec } from './codec.js';
 import type { PackedFile } from './store.js';
 import { restoreFile, type RestoreFileJob } from '../recovery/restore-file.js';
@@ -25,7 +26,7 @@ async function fsyncDirs(paths: string[]): Promise<void> {
 export type WorkerRequest =
   | { id: number; type: 'store'; job: StoreFileJob }
   | { id: number; type: 'storePacked'; slab: number; sab?: SharedArrayBuffer; files: PackedFile[]; spec: StoreSpec }
-  | { id: number; type: 'hash'; path: string; codec: Codec }
+  | { id: number; type: 'hash'; path: string; codec: Codec; alg: ContentAlgorithm }
   | { id: number; type: 'restore'; jobs: RestoreFileJob[] }
   | { id: number; type: 'compressFrame'; slab: number; sab?: SharedArrayBuffer; len: number; codec: Codec; level?: number }
   | { id: number; type: 'ping' };
@@ -131,7 +132,7 @@ port.on('message', (msg: WorkerRequest) => {
       })(), msg.len);
       break;
     case 'hash':
-      reply(msg.id, storing().then(({ hashStoredFile }) => hashStoredFile(msg.path, msg.codec)));
+      reply(msg.id, storing().then(({ hashStoredFile }) => hashStoredFile(msg.path, msg.codec, msg.alg)));
       break;
     case 'ping':
       // warm() pings before a backup: the backup-side code is loaded by its answer.

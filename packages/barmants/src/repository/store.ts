@@ -1,5 +1,5 @@
-// Storing files off the main thread: a pool of worker threads that compress, hash (SHA-256 of the
-// uncompressed content) and durably write repository files, or hard-link an identical file of an
+// Storing files off the main thread: a pool of worker threads that compress, hash (the checksum of
+// the uncompressed content) and durably write repository files, or hard-link an identical file of an
 // earlier backup. The main thread only moves bytes, so the replication connection stays served.
 //
 // The worker script is `store-worker.js` next to this module when running from `dist/`; under tsx
@@ -11,6 +11,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { BarmantsError, type ErrorKind } from '../errors/index.js';
+import type { ContentAlgorithm } from './checksum.js';
 import type { Codec } from './codec.js';
 import { ContentSums, type StoredFile, type StoreFileJob, type StoreSpec } from './storing.js';
 import type { WorkerReply, WorkerRequest } from './store-worker.js';
@@ -64,7 +65,7 @@ type Grant = (slot: Slot) => void;
 type TaskRequest =
   | { type: 'store'; job: StoreFileJob }
   | { type: 'storePacked'; slab: number; files: PackedFile[]; spec: StoreSpec }
-  | { type: 'hash'; path: string; codec: Codec }
+  | { type: 'hash'; path: string; codec: Codec; alg: ContentAlgorithm }
   | { type: 'restore'; jobs: RestoreFileJob[] }
   | { type: 'compressFrame'; slab: number; len: number; codec: Codec; level?: number };
 
@@ -169,9 +170,9 @@ export class StoreWorkerPool {
     return this.run({ type: 'restore', jobs }, `cannot restore ${jobs.length === 1 ? jobs[0]!.target : `${jobs.length} files`}`) as Promise<Array<'written' | 'unchanged'>>;
   }
 
-  /** sha256 and size of a stored file's uncompressed content (verify-backup). */
-  hashFile(path: string, codec: Codec): Promise<StoredDigest> {
-    return this.run({ type: 'hash', path, codec }, `cannot read ${path}`) as Promise<StoredDigest>;
+  /** Checksum (in `alg`) and size of a stored file's uncompressed content (verify-backup, rebuild-catalog). */
+  hashFile(path: string, codec: Codec, alg: ContentAlgorithm): Promise<StoredDigest> {
+    return this.run({ type: 'hash', path, codec, alg }, `cannot read ${path}`) as Promise<StoredDigest>;
   }
 
   /** Starts every worker now rather than on first use (their start-up is then off the clock). */
@@ -454,6 +455,6 @@ export function defaultStorePool(): StoreWorkerPool {
   return (defaultPool ??= new StoreWorkerPool());
 }
 
-export function hashFile(path: string, codec: Codec): Promise<StoredDigest> {
-  return defaultStorePool().hashFile(path, codec);
+export function hashFile(path: string, codec: Codec, alg: ContentAlgorithm): Promise<StoredDigest> {
+  return defaultStorePool().hashFile(path, codec, alg);
 }

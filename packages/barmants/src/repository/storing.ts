@@ -1,18 +1,20 @@
 // The work a store worker does, as plain async functions: compress + hash + durable write of one
 // file, hard-link reuse of an identical file, and hashing of a stored file's content. Kept apart
 // from the thread plumbing so it reads (and can be tested) as ordinary code.
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createFileChecksum, type ChecksumAlgorithm, type FileChecksum } from 'pg-replication/checksum';
-import { sha256Buffers, sha256File } from './checksum.js';
+import { CONTENT_ALGORITHM, createContentHash, hashBuffers, hashRawFile, type ContentAlgorithm } from './checksum.js';
 import { compressWhole, createCompressor, createDecompressor, type Codec } from './codec.js';
 import { DurableWriter, linkDurable, TmpFile } from './durable.js';
 
 export interface StoredFile {
-  /** sha256 hex of the uncompressed content */
+  /**
+   * hex checksum of the uncompressed content: SHA-256 from storeFile (WAL), CONTENT_ALGORITHM from
+   * ContentSums (backup members)
+   */
   checksum: string;
   /** uncompressed size */
   size: number;
@@ -53,7 +55,7 @@ export interface StoreFileJob {
 const READ_CHUNK = 1 << 20;
 const WRITE_BATCH = 1 << 20;
 
-/** Compresses, hashes and durably writes `source` as `dest` (via dest.tmp). */
+/** Compresses, hashes (SHA-256: WAL's catalog checksum) and durably writes `source` as `dest` (via dest.tmp). */
 async function storeChunks(
   source: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
   dest: string,
@@ -62,7 +64,7 @@ async function storeChunks(
   sync = true,
 ): Promise<StoredFile> {
   const writer = await DurableWriter.open(dest);
-  const hash = createHash('sha256');
+  const hash = createContentHash('sha256');
   let size = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
@@ -95,7 +97,7 @@ async function storeChunks(
       },
     );
     const storedSize = await writer.commit({ sync });
-    return { checksum: hash.digest('hex'), size, storedSize, reused: false };
+    return { checksum: hash.digest(), size, storedSize, reused: false };
   } catch (err) {
     await writer.abort();
     throw err;
@@ -108,7 +110,7 @@ export async function storeFile(job: StoreFileJob): Promise<StoredFile> {
     // Only hash up front when the sizes already agree: a changed size means a changed file.
     const size = typeof source === 'string' ? (await stat(source)).size : source.reduce((n, b) => n + b.length, 0);
     if (size === reuseFrom.size) {
-      const digest = typeof source === 'string' ? await sha256File(source) : sha256Buffers(source);
+      const digest = typeof source === 'string' ? await hashRawFile(source, 'sha256') : hashBuffers(source, 'sha256');
       if (digest.size === reuseFrom.size && digest.checksum === reuseFrom.checksum) {
         await linkDurable(reuseFrom.path, dest);
         const storedSize = (await stat(dest)).size;
@@ -120,9 +122,9 @@ export async function storeFile(job: StoreFileJob): Promise<StoredFile> {
   return storeChunks(chunks, dest, codec, level);
 }
 
-/** sha256 and size of a stored file's uncompressed content, plus its size on disk. */
-export async function hashStoredFile(path: string, codec: Codec): Promise<{ checksum: string; size: number; storedSize: number }> {
-  const hash = createHash('sha256');
+/** Checksum and size of a stored file's uncompressed content, plus its size on disk. */
+export async function hashStoredFile(path: string, codec: Codec, alg: ContentAlgorithm): Promise<{ checksum: string; size: number; storedSize: number }> {
+  const hash = createContentHash(alg);
   let size = 0;
   let storedSize = 0;
   const counter = new Transform({
@@ -137,12 +139,15 @@ export async function hashStoredFile(path: string, codec: Codec): Promise<{ chec
       size += c.length;
     }
   });
-  return { checksum: hash.digest('hex'), size, storedSize };
+  return { checksum: hash.digest(), size, storedSize };
 }
 
-/** SHA-256 and size of content as it goes by, and its checksum in a manifest's algorithm when one is asked for. */
+/**
+ * A backup member's checksum (CONTENT_ALGORITHM) and size as it goes by, and its checksum in a
+ * manifest's algorithm when one is asked for.
+ */
 export class ContentSums {
-  private readonly sha256 = createHash('sha256');
+  private readonly content = createContentHash(CONTENT_ALGORITHM);
   private readonly manifest: FileChecksum | null;
   size = 0;
 
@@ -151,7 +156,7 @@ export class ContentSums {
   }
 
   update(chunk: Uint8Array): void {
-    this.sha256.update(chunk);
+    this.content.update(chunk);
     this.manifest?.update(chunk as Buffer);
     this.size += chunk.length;
   }
@@ -159,13 +164,13 @@ export class ContentSums {
   /** What was stored, once all the content went by and `storedSize` bytes were written. */
   stored(storedSize: number): StoredFile {
     const m = this.manifest ? { manifestChecksum: this.manifest.digest() } : {};
-    return { checksum: this.sha256.digest('hex'), size: this.size, storedSize, reused: false, ...m };
+    return { checksum: this.content.digest(), size: this.size, storedSize, reused: false, ...m };
   }
 }
 
 /**
  * An uncompressed file written from the calling thread as its bytes arrive, with synchronous
- * syscalls: each chunk is hashed (SHA-256, and the manifest's algorithm when asked) and written
+ * syscalls: each chunk is hashed (CONTENT_ALGORITHM, and the manifest's algorithm when asked) and written
  * straight from the caller's buffer, which may be reused as soon as `write` returns. This is how
  * an uncompressed backup stores members without a copy or a thread hop (pg_basebackup's way).
  * Writes go to dest.tmp and reach the page cache; `finish` renames without fsync (syncTree later).

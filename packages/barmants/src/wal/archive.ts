@@ -77,7 +77,7 @@ export async function archiveSegment(src: SegmentSource): Promise<ArchivedSegmen
   const pool = defaultStorePool();
   const known = catalog.getWalSegment(layout.server, name);
   if (known) {
-    const digest = src.checksum !== undefined ? { checksum: src.checksum } : await pool.hashFile(sourcePath, 'none');
+    const digest = src.checksum !== undefined ? { checksum: src.checksum } : await pool.hashFile(sourcePath, 'none', 'sha256');
     if (digest.checksum === known.checksum) {
       return { outcome: 'exists', name, path: layout.walFilePath(name, (known.compression ?? 'none') as Codec), record: known };
     }

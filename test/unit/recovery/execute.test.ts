@@ -123,6 +123,28 @@ describe('recover()', () => {
     }
   });
 
+  test('a damaged archived WAL segment stops the restore, named, DEST left marked incomplete', async () => {
+    // Copied by the restore's workers while they restore the files: the error must come back whole.
+    const own = await buildRepository(join(tmp, 'home-badwal'));
+    try {
+      const path = own.layout.walFilePath(segName(7), 'none');
+      const bytes = await readFile(path);
+      bytes[1000] ^= 0xff;
+      await writeFile(path, bytes);
+      const dest = join(tmp, 'd-badwal');
+      await assert.rejects(recover(own.env, opts(dest)), (e: unknown) => {
+        assert.ok(e instanceof BarmantsError);
+        assert.equal(e.kind, 'integrity');
+        assert.match(e.message, /WAL file 000000010000000000000007 does not match its checksum/);
+        assert.match(e.hint, /verify-backup/);
+        return true;
+      });
+      assert.ok((await readdir(dest)).includes(INCOMPLETE_MARKER));
+    } finally {
+      own.catalog.close();
+    }
+  });
+
   test('delta over an earlier, interrupted restore finishes it', async () => {
     const dest = join(tmp, 'd-delta');
     await recover(env, opts(dest));

@@ -22,7 +22,8 @@ import {
   type ConfLine, type RecoveryFiles, type TargetAction,
 } from './config.js';
 import { planRecovery, type PlanBackup, type RecoveryPlan, type TargetTimeline } from './plan.js';
-import { clearIncomplete, INCOMPLETE_MARKER, isRestoredMember, markIncomplete, restoreMembers, type RestoreProgress, type RestoreSummary } from './restore.js';
+import { clearIncomplete, INCOMPLETE_MARKER, isRestoredMember, markIncomplete, restoreMembers, restorePool, type RestoreProgress, type RestoreSummary } from './restore.js';
+import type { StoreWorkerPool } from '../repository/store.js';
 import { linkTablespaces, parseTablespaceOption, placeTablespaces, type TablespacePlacement } from './tablespaces.js';
 import { describeTarget, parseTargetLsn, parseTargetTimeDetailed, parseTargetXid, type RecoveryTarget } from './target.js';
 import { copyWalFiles, walFilesForPlan, type WalFileToCopy } from './wal-copy.js';
@@ -156,6 +157,9 @@ function toPlanBackup(b: BackupRecord): PlanBackup | null {
 }
 
 /** The newest `.partial` in streaming/, if any. */
+/** Files restored at once when --jobs is not given (capped at one worker per core). */
+const DEFAULT_JOBS = 4;
+
 async function newestPartial(layout: ServerLayout, segSize: number): Promise<{ tli: number; segno: bigint; name: string } | null> {
   let names: string[];
   try {
@@ -335,7 +339,7 @@ export async function prepareRecovery(env: RecoverEnv, o: RecoverOptions): Promi
   const getWal = o.getWal ?? server.recoveryOptions.includes('get-wal');
   const delta = o.delta ?? server.recoveryOptions.includes('delta-restore');
   const standby = o.standbyMode === true;
-  const jobs = o.jobs ?? 4;
+  const jobs = o.jobs ?? DEFAULT_JOBS;
   if (!Number.isInteger(jobs) || jobs < 1) {
     throw new BarmantsError('usage', `--jobs ${String(o.jobs)}: expected a whole number of files restored in parallel, 1 or more`, { hint: 'e.g. --jobs 4' });
   }
@@ -511,6 +515,18 @@ export function hookVars(p: PreparedRecovery, env: RecoverEnv, o: RecoverOptions
 /** Validates, then (unless dry-run) restores locally or through `--remote-ssh-command`. */
 export async function recover(env: RecoverEnv, o: RecoverOptions): Promise<RecoverResult> {
   const started = Date.now();
+  // A local restore's workers boot (~0.1-0.2 s each of module loading) while the plan is made.
+  const local = !o.dryRun && o.remoteSshCommand == null && (o.jobs === undefined || (Number.isInteger(o.jobs) && o.jobs >= 1));
+  const pool = local ? restorePool(o.jobs ?? DEFAULT_JOBS) : null;
+  pool?.warm().catch(() => undefined); // a worker that cannot start fails the restore itself
+  try {
+    return await recoverWith(env, o, started, pool);
+  } finally {
+    await pool?.close();
+  }
+}
+
+async function recoverWith(env: RecoverEnv, o: RecoverOptions, started: number, pool: StoreWorkerPool | null): Promise<RecoverResult> {
   const p = await prepareRecovery(env, o);
   if (o.remoteSshCommand != null) {
     const { recoverRemote } = await import('../remote/index.js');
@@ -528,10 +544,20 @@ export async function recover(env: RecoverEnv, o: RecoverOptions): Promise<Recov
     await mkdir(p.dest, { recursive: true, mode: 0o700 });
     await markIncomplete(p.dest, `barmants recover ${p.server.name} ${p.info.backupId} started ${new Date().toISOString()} by pid ${process.pid}\n`);
     log.info(`restoring backup ${p.info.backupId} into ${p.dest}`);
+    const walDir = join(p.dest, WAL_DIR_NAME);
+    const copyWal = async (): Promise<number> => {
+      await mkdir(walDir, { mode: 0o700 });
+      return copyWalFiles(p.walFiles, walDir, p.jobs, pool ?? undefined);
+    };
+    // The WAL is copied while the files are restored, by the same workers; not with --delta, whose
+    // first pass removes from DEST whatever the backup lacks.
+    const walCopy = !p.getWal && !p.delta ? copyWal() : null;
+    walCopy?.catch(() => undefined); // awaited below, or on failure before the error goes up
     let lastLog = Date.now();
     const summary = await restoreMembers({
       backupDir: p.backupDir, codec: p.info.codec, members: p.members, dest: p.dest,
       tablespaceLocations: new Map(p.placements.map((t) => [t.oid, t.target])), jobs: p.jobs, delta: p.delta,
+      ...(pool ? { pool } : {}),
       signal: env.abort?.signal,
       onProgress: (pr) => {
         o.onProgress?.(pr);
@@ -540,14 +566,13 @@ export async function recover(env: RecoverEnv, o: RecoverOptions): Promise<Recov
           log.info(`restored ${pr.filesDone}/${pr.filesTotal} files, ${(pr.bytesDone / 1048576).toFixed(0)}/${(pr.bytesTotal / 1048576).toFixed(0)} MiB`);
         }
       },
+    }).catch(async (e: unknown) => {
+      await walCopy?.catch(() => undefined);
+      throw e;
     });
     r.restore = { ...summary, throughput_mib_s: summary.seconds > 0 ? summary.bytes / 1048576 / summary.seconds : 0 };
     await linkTablespaces(p.dest, p.placements);
-    if (!p.getWal) {
-      const walDir = join(p.dest, WAL_DIR_NAME);
-      await mkdir(walDir, { mode: 0o700 });
-      r.wal.bytes = await copyWalFiles(p.walFiles, walDir, p.jobs);
-    }
+    if (!p.getWal) r.wal.bytes = await (walCopy ?? copyWal());
     const files = recoveryFilesFor(p, env, o, null, await readIfExists(join(p.dest, 'postgresql.conf')), await readIfExists(join(p.dest, 'postgresql.auto.conf')));
     if (files.postgresqlConf !== null) await writeFileDurable(join(p.dest, 'postgresql.conf'), files.postgresqlConf);
     await writeFileDurable(join(p.dest, 'postgresql.auto.conf'), files.postgresqlAutoConf);

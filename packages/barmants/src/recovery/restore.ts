@@ -29,6 +29,11 @@ export interface RestoreProgress {
   filesTotal: number;
 }
 
+/** The store workers a restore with `jobs` uses: one per core at most. */
+export function restorePool(jobs: number): StoreWorkerPool {
+  return new StoreWorkerPool(Math.min(Math.max(1, Math.floor(jobs)), availableParallelism()));
+}
+
 export interface RestoreOptions {
   backupDir: string;
   codec: Codec;
@@ -39,6 +44,11 @@ export interface RestoreOptions {
   tablespaceLocations: ReadonlyMap<number, string>;
   /** Files restored at once (bounded concurrency). */
   jobs: number;
+  /**
+   * Workers started earlier by the caller (see restorePool), which keeps them; without one, a pool
+   * is started and closed here.
+   */
+  pool?: StoreWorkerPool;
   /** Reuse what DEST already holds: rewrite only differing files, remove what the backup lacks. */
   delta: boolean;
   onProgress?: (p: RestoreProgress) => void;
@@ -169,10 +179,9 @@ export async function restoreMembers(opts: RestoreOptions): Promise<RestoreSumma
     }
   }
 
-  // 3. Files, in the store workers (read, decompress, SHA-256, write: CPU work on every core),
+  // 3. Files, in the store workers (read, decompress, checksum, write: CPU work on every core),
   //    small ones in batches so that per-file messaging does not dominate.
-  const jobs = Math.max(1, Math.floor(opts.jobs));
-  const pool = new StoreWorkerPool(Math.min(jobs, availableParallelism()));
+  const pool = opts.pool ?? restorePool(opts.jobs);
   const batches: BackupMember[][] = [];
   let batch: BackupMember[] = [];
   let batchBytes = 0;
@@ -222,7 +231,7 @@ export async function restoreMembers(opts: RestoreOptions): Promise<RestoreSumma
     // Two batches per worker in flight: a worker never waits for the main thread.
     await Promise.all(Array.from({ length: Math.min(pool.size * 2, Math.max(1, batches.length)) }, lane));
   } finally {
-    await pool.close();
+    if (!opts.pool) await pool.close();
   }
   if (failure !== null) throw failure;
 

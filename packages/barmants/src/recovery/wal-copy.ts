@@ -16,7 +16,8 @@ import { createDecompressor, isCodec, type Codec } from '../repository/codec.js'
 import { writeAll } from '../repository/durable.js';
 import type { ServerLayout } from '../repository/layout.js';
 import type { RecoveryPlan } from './plan.js';
-import { decodeFileSync, isSyncCodec, type SyncCodec } from './restore-file.js';
+import type { StoreWorkerPool } from '../repository/store.js';
+import { decodeFileSync, isSyncCodec } from './restore-file.js';
 
 export interface WalFileToCopy {
   /** name in barmants_wal/ */
@@ -96,8 +97,12 @@ export async function streamWalFile(f: WalFileToCopy, sink: (source: AsyncIterab
   return size;
 }
 
-/** Copies the files into `walDir` (0600), `jobs` at a time; returns the bytes written. */
-export async function copyWalFiles(files: readonly WalFileToCopy[], walDir: string, jobs: number): Promise<number> {
+/**
+ * Copies the files into `walDir` (0600), `jobs` at a time; returns the bytes written. With `pool`,
+ * plain, zstd and lz4 files are copied by its workers (a restore's, so that this thread stays free
+ * to feed them); gzip ones stream here.
+ */
+export async function copyWalFiles(files: readonly WalFileToCopy[], walDir: string, jobs: number, pool?: StoreWorkerPool): Promise<number> {
   let next = 0;
   let bytes = 0;
   let failure: unknown = null;
@@ -106,7 +111,7 @@ export async function copyWalFiles(files: readonly WalFileToCopy[], walDir: stri
       const f = files[next++]!;
       try {
         if (isSyncCodec(f.codec)) {
-          bytes += copyWalFileSync(f, join(walDir, f.name), f.codec);
+          bytes += pool ? await pool.copyWalFile(f, join(walDir, f.name)) : copyWalFileSync(f, join(walDir, f.name));
           continue;
         }
         const out = await open(join(walDir, f.name), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -131,7 +136,9 @@ export async function copyWalFiles(files: readonly WalFileToCopy[], walDir: stri
  * One WAL file (plain, zstd or lz4) copied with synchronous syscalls and checked against its catalog
  * checksum: the stream pipeline cost ~0.2 s per 16 MB segment, which a long PITR multiplies.
  */
-function copyWalFileSync(f: WalFileToCopy, target: string, codec: SyncCodec): number {
+export function copyWalFileSync(f: WalFileToCopy, target: string): number {
+  const codec = f.codec;
+  if (!isSyncCodec(codec)) throw new Error(`internal: ${f.name} (${codec}) is not copied synchronously`);
   let src: number;
   try {
     src = openSync(f.source, constants.O_RDONLY);

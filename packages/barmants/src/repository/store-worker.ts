@@ -8,6 +8,7 @@ import type { ContentAlgorithm } from './checksum.js';
 import type { Codec } from './codec.js';
 import type { PackedFile } from './store.js';
 import { restoreFile, type RestoreFileJob } from '../recovery/restore-file.js';
+import type { WalFileToCopy } from '../recovery/wal-copy.js';
 import { BarmantsError, type ErrorKind } from '../errors/index.js';
 import type { StoreFileJob, StoreSpec } from './storing.js';
 import { dirname } from 'node:path';
@@ -28,6 +29,7 @@ export type WorkerRequest =
   | { id: number; type: 'storePacked'; slab: number; sab?: SharedArrayBuffer; files: PackedFile[]; spec: StoreSpec }
   | { id: number; type: 'hash'; path: string; codec: Codec; alg: ContentAlgorithm }
   | { id: number; type: 'restore'; jobs: RestoreFileJob[] }
+  | { id: number; type: 'copyWal'; file: WalFileToCopy; target: string }
   | { id: number; type: 'compressFrame'; slab: number; sab?: SharedArrayBuffer; len: number; codec: Codec; level?: number }
   | { id: number; type: 'ping' };
 
@@ -118,6 +120,10 @@ port.on('message', (msg: WorkerRequest) => {
         for (const job of msg.jobs) out.push(await restoreFile(job));
         return out;
       })(), msg.jobs.reduce((n, j) => n + j.member.size, 0));
+      break;
+    case 'copyWal':
+      // Loaded on first use, like the backup side: most workers never copy WAL.
+      reply(msg.id, import('../recovery/wal-copy.js').then(({ copyWalFileSync }) => copyWalFileSync(msg.file, msg.target)), msg.file.size ?? 0);
       break;
     case 'compressFrame':
       reply(msg.id, (async () => {

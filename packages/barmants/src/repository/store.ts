@@ -16,6 +16,7 @@ import type { Codec } from './codec.js';
 import { ContentSums, type StoredFile, type StoreFileJob, type StoreSpec } from './storing.js';
 import type { WorkerReply, WorkerRequest } from './store-worker.js';
 import type { RestoreFileJob } from '../recovery/restore-file.js';
+import type { WalFileToCopy } from '../recovery/wal-copy.js';
 
 export type { StoredFile, StoreFileJob, ReuseCandidate, StoreSpec } from './storing.js';
 
@@ -67,6 +68,7 @@ type TaskRequest =
   | { type: 'storePacked'; slab: number; files: PackedFile[]; spec: StoreSpec }
   | { type: 'hash'; path: string; codec: Codec; alg: ContentAlgorithm }
   | { type: 'restore'; jobs: RestoreFileJob[] }
+  | { type: 'copyWal'; file: WalFileToCopy; target: string }
   | { type: 'compressFrame'; slab: number; len: number; codec: Codec; level?: number };
 
 /**
@@ -168,6 +170,11 @@ export class StoreWorkerPool {
   /** Restores members into their target files, in order (recovery); see recovery/restore-file.ts. */
   restoreFiles(jobs: RestoreFileJob[]): Promise<Array<'written' | 'unchanged'>> {
     return this.run({ type: 'restore', jobs }, `cannot restore ${jobs.length === 1 ? jobs[0]!.target : `${jobs.length} files`}`) as Promise<Array<'written' | 'unchanged'>>;
+  }
+
+  /** Copies one plain, zstd or lz4 WAL file into `target`, checked (recovery); its size. */
+  copyWalFile(file: WalFileToCopy, target: string): Promise<number> {
+    return this.run({ type: 'copyWal', file, target }, `cannot copy WAL file ${file.name}`) as Promise<number>;
   }
 
   /** Checksum (in `alg`) and size of a stored file's uncompressed content (verify-backup, rebuild-catalog). */

@@ -120,13 +120,17 @@ export const segName = (segno: number): string => `00000001${'00000000'}${segno.
  * A barmants home with server "pg": one DONE zstd backup (WAL 5..6), archived segments 5..9 and a
  * streaming .partial for 10, all in the catalog; and a RecoverEnv over it.
  */
-export async function buildRepository(home: string, serverOver: Partial<ServerConfig> = {}): Promise<{ env: RecoverEnv; catalog: Catalog; layout: ServerLayout }> {
+export async function buildRepository(
+  home: string,
+  serverOver: Partial<ServerConfig> = {},
+  o: { checksum?: FixtureOptions['checksum'] } = {},
+): Promise<{ env: RecoverEnv; catalog: Catalog; layout: ServerLayout }> {
   const layout = new ServerLayout(home, 'pg');
   await layout.ensure();
   const catalog = Catalog.open(catalogPath(home));
   catalog.upsertServer({ name: 'pg', systemId: '7311831194433320669', pgVersion: 160004, walSegmentSize: SEG });
   const id = '20261127T101500';
-  await buildBackup(layout.backupDir(id), { codec: 'zstd', files: sampleFiles() });
+  await buildBackup(layout.backupDir(id), { codec: 'zstd', files: sampleFiles(), ...(o.checksum ? { checksum: o.checksum } : {}) });
   const infoPath = layout.backupInfoFile(id);
   const info = JSON.parse(await readFile(infoPath, 'utf8'));
   Object.assign(info, { wal_segment_size: SEG, begin_lsn: '0/500028', end_lsn: '0/600100', begin_wal: segName(5), end_wal: segName(6) });

@@ -2,13 +2,14 @@
 // crash-safe delete order, keep and minimum_redundancy refusals, and a catalog rebuilt from files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Catalog, type BackupRecord } from '../../../packages/barmants/src/catalog/index.js';
 import { loadConfig } from '../../../packages/barmants/src/config/index.js';
 import { nullLogger } from '../../../packages/barmants/src/log/index.js';
-import { ServerLayout, catalogPath } from '../../../packages/barmants/src/repository/index.js';
+import { ServerLayout, catalogPath, compressWhole, decompressWhole } from '../../../packages/barmants/src/repository/index.js';
+import { buildRepository } from '../../integration/recovery/fixture.js';
 import {
   checkDeletable, deleteBackup, finishInterruptedDeletes, rebuildCatalog, setKeep, writeBackupInfo,
   ProgressTracker, describeProgress, verifyBackup,
@@ -117,6 +118,31 @@ test('verify-backup reports a missing manifest and passes an empty file list oth
     await s.cleanup();
   }
 });
+
+// Backups taken before BLAKE3 (files.jsonl with sha256) are verified with SHA-256, new ones with BLAKE3.
+for (const checksum of ['blake3', 'sha256'] as const) {
+  test(`verify-backup checks each file with its entry's algorithm (${checksum}): a flipped byte is named`, async () => {
+    const home = await mkdtemp(join(tmpdir(), 'barmants-verify-'));
+    const { catalog, layout } = await buildRepository(home, {}, { checksum });
+    try {
+      const rec = catalog.getBackup('pg', '20261127T101500')!;
+      const files = (r: Awaited<ReturnType<typeof verifyBackup>>) => r.problems.filter((p) => p.file !== 'backup_manifest');
+      const clean = await verifyBackup(layout, rec);
+      assert.deepEqual(files(clean), []);
+      assert.ok(clean.filesChecked > 5);
+      const stored = join(layout.backupDir(rec.backupId), 'data', 'base/5/16384.zst');
+      const content = decompressWhole('zstd', await readFile(stored));
+      content[4242] ^= 0x10;
+      await writeFile(stored, compressWhole('zstd', content));
+      const bad = await verifyBackup(layout, rec);
+      assert.deepEqual(files(bad).map((p) => [p.file, p.problem]), [['data/base/5/16384.zst', 'checksum']]);
+      assert.match(files(bad)[0]!.detail, new RegExp(`^${checksum} [0-9a-f]{16}…, files\\.jsonl says [0-9a-f]{16}…$`));
+    } finally {
+      catalog.close();
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+}
 
 test('progress: rate, fraction and ETA', () => {
   let now = 0;

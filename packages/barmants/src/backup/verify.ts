@@ -1,7 +1,8 @@
 /*
  * verify-backup: re-reads every stored file of a backup through the store workers (decompressing
- * it) and compares its SHA-256 and size with files.jsonl; checks the server manifest's own
- * checksum too. Reports every damaged or missing file, not just the first.
+ * it) and compares its checksum (BLAKE3, or SHA-256 in older backups) and size with files.jsonl;
+ * checks the server manifest's own checksum too. Reports every damaged or missing file, not just
+ * the first.
  */
 import { readFile, stat } from 'node:fs/promises';
 import { relative } from 'node:path';

@@ -1,6 +1,6 @@
 /*
  * The restore engine: turns a stored backup (docs/REPOSITORY.md) into a data directory (and its
- * tablespace directories), decompressing and checking the SHA-256 of every file as it is written.
+ * tablespace directories), decompressing and checking the checksum of every file as it is written.
  * Writes never go through a symlink: directories are created and lstat-checked before any file,
  * files are opened O_EXCL|O_NOFOLLOW, and symlinks are created last.
  */

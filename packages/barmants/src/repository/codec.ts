@@ -10,7 +10,7 @@
 //   valid .lz4 file, the CLI decodes it). The decompressor is a streaming LZ4 frame parser written
 //   here, so memory stays bounded by one block (<= 4 MiB) whatever produced the file (linked or
 //   independent blocks, skippable frames); independent blocks are decoded by lz4-napi. It does not
-//   verify the optional xxHash32 checksums: the SHA-256 of the uncompressed content, recorded for
+//   verify the optional xxHash32 checksums: the checksum of the uncompressed content, recorded for
 //   every stored file, is the integrity check.
 import { Buffer } from 'node:buffer';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
@@ -118,7 +118,7 @@ export function createDecompressor(codec: Codec): Transform {
 // ---------------------------------------------------------------- lz4 compression
 
 /**
- * The frames barmants writes: independent blocks of at most 64 KiB, no checksums (the SHA-256 of
+ * The frames barmants writes: independent blocks of at most 64 KiB, no checksums (the checksum of
  * every stored file's content is the integrity check). The blocks come from lz4-napi's block
  * compressor (lz4_flex `compress_prepend_size`), not its frame encoder: on pgbench data the
  * block compressor runs at ~2 GB/s and the frame encoder at ~0.4 GB/s, which made an lz4 backup

@@ -355,7 +355,7 @@ export class FilePacker {
 /**
  * A large file stored as a sequence of independently compressed frames (one per transfer buffer),
  * the frames compressed by every worker in parallel and written here in order. This thread hashes
- * the content (SHA-256 and the manifest's algorithm) as it copies it into the transfer buffers:
+ * the content (BLAKE3 and the manifest's algorithm) as it copies it into the transfer buffers:
  * one table of a cluster is often most of its size, and a single worker would compress it alone.
  * Writes reach the page cache; the caller makes the tree durable (syncTree), as for packed files.
  */

@@ -156,10 +156,10 @@ function toPlanBackup(b: BackupRecord): PlanBackup | null {
   };
 }
 
-/** The newest `.partial` in streaming/, if any. */
 /** Files restored at once when --jobs is not given (capped at one worker per core). */
 const DEFAULT_JOBS = 4;
 
+/** The newest `.partial` in streaming/, if any. */
 async function newestPartial(layout: ServerLayout, segSize: number): Promise<{ tli: number; segno: bigint; name: string } | null> {
   let names: string[];
   try {
@@ -518,7 +518,7 @@ export async function recover(env: RecoverEnv, o: RecoverOptions): Promise<Recov
   // A local restore's workers boot (~0.1-0.2 s each of module loading) while the plan is made.
   const local = !o.dryRun && o.remoteSshCommand == null && (o.jobs === undefined || (Number.isInteger(o.jobs) && o.jobs >= 1));
   const pool = local ? restorePool(o.jobs ?? DEFAULT_JOBS) : null;
-  pool?.warm().catch(() => undefined); // a worker that cannot start fails the restore itself
+  pool?.warm({ backupCode: false }).catch(() => undefined); // a worker that cannot start fails the restore itself
   try {
     return await recoverWith(env, o, started, pool);
   } finally {

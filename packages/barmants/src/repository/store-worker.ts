@@ -31,7 +31,7 @@ export type WorkerRequest =
   | { id: number; type: 'restore'; jobs: RestoreFileJob[] }
   | { id: number; type: 'copyWal'; file: WalFileToCopy; target: string }
   | { id: number; type: 'compressFrame'; slab: number; sab?: SharedArrayBuffer; len: number; codec: Codec; level?: number }
-  | { id: number; type: 'ping' };
+  | { id: number; type: 'ping'; backupCode: boolean };
 
 export type WorkerReply =
   | { id: number; type: 'done'; result: unknown }
@@ -142,7 +142,7 @@ port.on('message', (msg: WorkerRequest) => {
       break;
     case 'ping':
       // warm() pings before a backup: the backup-side code is loaded by its answer.
-      reply(msg.id, storing().then(() => null));
+      reply(msg.id, msg.backupCode ? storing().then(() => null) : Promise.resolve(null));
       break;
   }
 });

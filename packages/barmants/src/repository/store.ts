@@ -182,8 +182,11 @@ export class StoreWorkerPool {
     return this.run({ type: 'hash', path, codec, alg }, `cannot read ${path}`) as Promise<StoredDigest>;
   }
 
-  /** Starts every worker now rather than on first use (their start-up is then off the clock). */
-  async warm(): Promise<void> {
+  /**
+   * Starts every worker now rather than on first use (their start-up is then off the clock), with
+   * the backup-side code loaded unless `backupCode` is false (a restore's workers need none of it).
+   */
+  async warm(o: { backupCode?: boolean } = {}): Promise<void> {
     const slots: Slot[] = [];
     while (this.slots.length < this.size) slots.push(this.hold(this.spawn()));
     await Promise.all(slots.map((slot) => new Promise<void>((resolve, reject) => {
@@ -195,7 +198,7 @@ export class StoreWorkerPool {
         else resolve();
       };
       slot.onCrash = reject;
-      slot.worker.postMessage({ id, type: 'ping' } satisfies WorkerRequest);
+      slot.worker.postMessage({ id, type: 'ping', backupCode: o.backupCode ?? true } satisfies WorkerRequest);
     })));
   }
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { CODECS, PlainFileWriter, StoreWorkerPool, codecSuffix } from '../../../packages/barmants/src/repository/index.js';
+import { CODECS, PlainFileWriter, StoreWorkerPool, TRANSFER_BUFFER, codecSuffix } from '../../../packages/barmants/src/repository/index.js';
 import { storeSmall } from '../../../packages/barmants/src/repository/storing.js';
 import { isBarmantsError as isBarmants } from '../../../packages/barmants/src/errors/index.js';
 
@@ -91,7 +91,8 @@ describe('StoreWorkerPool', () => {
     let batches = 0;
     for (const codec of CODECS) {
       const packer = pool.packer({ codec, sync: false, manifestChecksum: 'CRC32C' });
-      const files = Array.from({ length: 300 }, (_, i) => ({ dest: join(dir, `packed-${codec}-${i}${codecSuffix(codec)}`), body: i % 7 === 0 ? Buffer.alloc(0) : randomBytes(1 + ((i * 7919) % 20000)) }));
+      // ~3 transfer buffers' worth in all, whatever their size
+      const files = Array.from({ length: 300 }, (_, i) => ({ dest: join(dir, `packed-${codec}-${i}${codecSuffix(codec)}`), body: i % 7 === 0 ? Buffer.alloc(0) : randomBytes(1 + ((i * 7919) % Math.floor(TRANSFER_BUFFER / 50))) }));
       const results = new Map<string, { checksum: string; size: number; manifestChecksum?: string }>();
       const sent: Promise<void>[] = [];
       for (const f of files) {
@@ -126,8 +127,9 @@ describe('StoreWorkerPool', () => {
 
   test('parallel frames: every codec, frames written in order, incompressible and empty files', async () => {
     const { createFileChecksum } = await import('../../../packages/pg-replication/src/checksum.js');
-    const compressible = Buffer.from('0123456789abcdef row of a table '.repeat(200_000)); // ~6.4 MB
-    const random = randomBytes(5 * 1024 * 1024 + 333); // frames larger than their slab for lz4
+    // Several frames each (one per transfer buffer), whatever the buffers' size.
+    const compressible = Buffer.from('0123456789abcdef row of a table '.repeat(Math.ceil((3.2 * TRANSFER_BUFFER) / 32)));
+    const random = randomBytes(2 * TRANSFER_BUFFER + 333); // frames larger than their slab for lz4
     for (const codec of CODECS.filter((c) => c !== 'none')) {
       for (const [name, body] of [['text', compressible], ['random', random], ['empty', Buffer.alloc(0)]] as const) {
         const dest = join(dir, `frames-${name}${codecSuffix(codec)}`);

@@ -159,6 +159,10 @@ function toPlanBackup(b: BackupRecord): PlanBackup | null {
 /** Files restored at once when --jobs is not given (capped at one worker per core). */
 const DEFAULT_JOBS = 4;
 
+function validJobs(jobs: number): boolean {
+  return Number.isInteger(jobs) && jobs >= 1;
+}
+
 /** The newest `.partial` in streaming/, if any. */
 async function newestPartial(layout: ServerLayout, segSize: number): Promise<{ tli: number; segno: bigint; name: string } | null> {
   let names: string[];
@@ -340,7 +344,7 @@ export async function prepareRecovery(env: RecoverEnv, o: RecoverOptions): Promi
   const delta = o.delta ?? server.recoveryOptions.includes('delta-restore');
   const standby = o.standbyMode === true;
   const jobs = o.jobs ?? DEFAULT_JOBS;
-  if (!Number.isInteger(jobs) || jobs < 1) {
+  if (!validJobs(jobs)) {
     throw new BarmantsError('usage', `--jobs ${String(o.jobs)}: expected a whole number of files restored in parallel, 1 or more`, { hint: 'e.g. --jobs 4' });
   }
   if (o.targetAction !== undefined && target.kind === 'end') {
@@ -516,8 +520,8 @@ export function hookVars(p: PreparedRecovery, env: RecoverEnv, o: RecoverOptions
 export async function recover(env: RecoverEnv, o: RecoverOptions): Promise<RecoverResult> {
   const started = Date.now();
   // A local restore's workers boot (~0.1-0.2 s each of module loading) while the plan is made.
-  const local = !o.dryRun && o.remoteSshCommand == null && (o.jobs === undefined || (Number.isInteger(o.jobs) && o.jobs >= 1));
-  const pool = local ? restorePool(o.jobs ?? DEFAULT_JOBS) : null;
+  const jobs = o.jobs ?? DEFAULT_JOBS;
+  const pool = !o.dryRun && o.remoteSshCommand == null && validJobs(jobs) ? restorePool(jobs) : null;
   pool?.warm({ backupCode: false }).catch(() => undefined); // a worker that cannot start fails the restore itself
   try {
     return await recoverWith(env, o, started, pool);

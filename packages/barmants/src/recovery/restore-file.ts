@@ -77,9 +77,10 @@ export function memberChecksum(m: BackupMember): { alg: ContentAlgorithm; hex: s
   return sum;
 }
 
-/** Fails the restore when `digest` (computed in the member's own algorithm) is not the file list's. */
-function checkDigest(m: BackupMember, storedPath: string, digest: string): void {
-  const want = memberChecksum(m);
+type Checksum = ReturnType<typeof memberChecksum>;
+
+/** Fails the restore when `digest` (computed in `want.alg`) is not the file list's. */
+function checkDigest(m: BackupMember, storedPath: string, want: Checksum, digest: string): void {
   if (digest !== want.hex) throw integrityError(m, storedPath, `checksum mismatch: ${want.alg} ${digest}, the file list says ${want.hex}`);
 }
 
@@ -114,7 +115,7 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
       await rm(target, { recursive: true, force: true });
     }
   }
-  if (m.size <= SMALL_MEMBER) return restoreSmallFile(job, m, target, onBytes);
+  if (m.size <= SMALL_MEMBER) return restoreSmallFile(job, m, want, target, onBytes);
   if (isSyncCodec(opts.codec)) {
     // Synchronous loops for these; gzip uses the stream path below.
     const stored = storedMemberPath(opts.backupDir, m, opts.codec);
@@ -124,7 +125,7 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot read stored file ${stored}`, e);
     }
-    if (fd !== null) return copyDecodedFile(fd, stored, opts.codec, m, target, onBytes);
+    if (fd !== null) return copyDecodedFile(fd, stored, opts.codec, m, want, target, onBytes);
   }
   const src = await openStoredMember(opts.backupDir, m, opts.codec);
   let out: FileHandle;
@@ -157,7 +158,7 @@ export async function restoreFile(job: RestoreFileJob, onBytes: (n: number) => v
     }
     const digest = hash.digest();
     if (size !== m.size) throw integrityError(m, src.path, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
-    checkDigest(m, src.path, digest);
+    checkDigest(m, src.path, want, digest);
     if (m.mtime !== null && m.mtime !== undefined) await out.utimes(m.mtime, m.mtime);
   } finally {
     await out.close();
@@ -173,7 +174,7 @@ export const SMALL_MEMBER = 1 << 20;
  * stream pipeline per 8 KiB file cost more than the copy itself. The same checks as the streaming
  * path: O_EXCL|O_NOFOLLOW on the target, size and checksum before the file is considered restored.
  */
-function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: BackupMember, target: string, onBytes: (n: number) => void): 'written' {
+function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: BackupMember, want: Checksum, target: string, onBytes: (n: number) => void): 'written' {
   const order = [opts.codec, ...CODECS.filter((c) => c !== opts.codec)];
   let stored: Buffer | null = null;
   let codec: Codec = opts.codec;
@@ -201,9 +202,9 @@ function restoreSmallFile(opts: Pick<RestoreFileJob, 'backupDir' | 'codec'>, m: 
     throw integrityError(m, path, `the stored file cannot be decompressed: ${(e as Error).message}`);
   }
   if (data.length !== m.size) throw integrityError(m, path, `size mismatch: ${data.length} bytes restored, the file list says ${m.size}`);
-  const hash = createContentHash(memberChecksum(m).alg);
+  const hash = createContentHash(want.alg);
   hash.update(data);
-  checkDigest(m, path, hash.digest());
+  checkDigest(m, path, want, hash.digest());
   let fd: number;
   try {
     fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -277,7 +278,7 @@ export function decodeFileSync(
  * A stored member restored with decodeFileSync, checked against the file list, its write-back
  * started while it is written (Writeback). Takes ownership of `srcFd`.
  */
-async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCodec, m: BackupMember, target: string, onBytes: (n: number) => void): Promise<'written'> {
+async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCodec, m: BackupMember, want: Checksum, target: string, onBytes: (n: number) => void): Promise<'written'> {
   let fd: number;
   try {
     fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -292,7 +293,7 @@ async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCod
   };
   try {
     const { size, checksum } = decodeFileSync(srcFd, codec, fd, {
-      alg: memberChecksum(m).alg,
+      alg: want.alg,
       limit: m.size,
       onBytes: written,
       readError: (e) => ioError(`cannot read stored file ${storedPath}`, e),
@@ -300,7 +301,7 @@ async function copyDecodedFile(srcFd: number, storedPath: string, codec: SyncCod
       corrupt: (e) => integrityError(m, storedPath, `the stored file cannot be decompressed: ${e.message}`),
     });
     if (size !== m.size) throw integrityError(m, storedPath, `size mismatch: ${size} bytes restored, the file list says ${m.size}`);
-    checkDigest(m, storedPath, checksum);
+    checkDigest(m, storedPath, want, checksum);
     if (m.mtime !== null && m.mtime !== undefined) futimesSync(fd, m.mtime, m.mtime);
     await writeback.settle().catch((e: unknown) => {
       throw ioError(`cannot write ${target} to disk`, e);

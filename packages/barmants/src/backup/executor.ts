@@ -270,13 +270,14 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
     let dedup = 0;
     let count = 0;
     let recorded = 0;
-    let unusable = 0;
+    /** the reasons already reported (one line per reason, not per file) */
+    const unusable = new Set<string>();
     /**
      * Replaces the copy just stored with a link to the previous backup's identical file, after
      * checking that the previous file still holds exactly the bytes just stored (compression is
      * deterministic for the same codec and level): a damaged file in the repository must not be
      * linked into every later backup. A previous file that is gone or differs keeps the new copy
-     * (and says so once). The rename is atomic: dest is never missing.
+     * (and says so once for each of the two reasons, whichever file comes first). The rename is atomic: dest is never missing.
      */
     const reuseStored = async (previous: string, target: string): Promise<boolean> => {
       let why: string | null;
@@ -290,7 +291,10 @@ export async function runBackup(deps: BackupDeps, opts: BackupOptions = {}): Pro
         await linkDurable(previous, target);
         return true;
       }
-      if (unusable++ === 0) logB.warn(`reuse_backup = link: ${previous} ${why}; such files are stored again (run verify-backup on the previous backup)`);
+      if (!unusable.has(why)) {
+        unusable.add(why);
+        logB.warn(`reuse_backup = link: ${previous} ${why}; such files are stored again (run verify-backup on the previous backup)`);
+      }
       return false;
     };
     let bytesTotal: number | null = null;
